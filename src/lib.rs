@@ -1,0 +1,3 @@
+//! aivideo: generate short videos from text prompts locally, with a job history.
+
+pub mod pipeline;
