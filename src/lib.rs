@@ -1,3 +1,5 @@
 //! aivideo: generate short videos from text prompts locally, with a job history.
 
 pub mod pipeline;
+pub mod rng;
+pub mod synth;
