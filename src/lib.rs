@@ -1,5 +1,7 @@
 //! aivideo: generate short videos from text prompts locally, with a job history.
 
+pub mod eval;
 pub mod pipeline;
 pub mod rng;
 pub mod synth;
+pub mod train;

@@ -3,10 +3,24 @@
 //! Every model (the bundled starter model now, hub models later) implements [`VideoModel`];
 //! the CLI only talks to this trait, the [`Limits`] a model declares, and [`load`].
 
+pub mod config;
+pub mod denoiser;
+pub mod device;
+pub mod layers;
+pub mod registry;
+pub mod resample;
+pub mod sampler;
+pub mod starter;
+pub mod text_encoder;
+pub mod weights;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use device::{DeviceChoice, select_device};
+pub use registry::{ModelKind, ModelSource, load};
 
 /// The quality presets a request can name; each model maps them to its own defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,0 +1,111 @@
+//! The starter model's JSON config: architecture, vocabulary, native size and training record.
+
+use serde::{Deserialize, Serialize};
+
+use super::text_encoder::Vocabulary;
+
+/// Architecture name the registry dispatches on.
+pub const STARTER_ARCHITECTURE: &str = "starter-dit";
+
+/// How the weights were trained (written by `aivideo train`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    pub steps: u64,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub ema_decay: f64,
+    pub dataset_seed: u64,
+    pub init_seed: u64,
+    pub cond_dropout: f32,
+    /// Held-out (colour, shape, motion) triples, as "colour shape motion".
+    pub held_out: Vec<String>,
+    pub held_out_rule: String,
+    /// Mean training loss over the last steps.
+    pub final_loss: f64,
+    pub wall_time_s: f64,
+    pub threads: usize,
+}
+
+/// Everything needed to rebuild and run the model, stored as `config.json` beside the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StarterConfig {
+    pub architecture: String,
+    pub name: String,
+    /// Native frame side in pixels (square).
+    pub native_size: usize,
+    pub frames: usize,
+    pub fps: u32,
+    pub patch: usize,
+    /// Frames per token (a tubelet of `tubelet` frames × `patch`² pixels).
+    pub tubelet: usize,
+    pub dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub mlp_ratio: usize,
+    pub text_layers: usize,
+    pub max_tokens: usize,
+    pub vocabulary: Vocabulary,
+    /// Sampler timestep shift (1 = uniform steps).
+    pub shift: f32,
+    pub default_guidance: f32,
+    /// File name of the weights, relative to the config.
+    pub weights: String,
+    /// SHA-256 of the weights file, checked at every load.
+    pub weights_sha256: String,
+    pub training: Option<TrainingRecord>,
+}
+
+impl StarterConfig {
+    /// The bundled model's architecture (about 0.6 M parameters).
+    pub fn small() -> Self {
+        StarterConfig {
+            architecture: STARTER_ARCHITECTURE.into(),
+            name: "aivideo-starter".into(),
+            native_size: 32,
+            frames: 16,
+            fps: 8,
+            patch: 4,
+            tubelet: 2,
+            dim: 64,
+            depth: 4,
+            heads: 4,
+            mlp_ratio: 4,
+            text_layers: 2,
+            max_tokens: 16,
+            vocabulary: Vocabulary::starter(),
+            shift: 1.0,
+            default_guidance: 4.0,
+            weights: "model.safetensors".into(),
+            weights_sha256: String::new(),
+            training: None,
+        }
+    }
+
+    /// A very small variant for fast tests with random weights.
+    pub fn tiny() -> Self {
+        StarterConfig {
+            name: "aivideo-tiny-test".into(),
+            dim: 32,
+            depth: 1,
+            heads: 2,
+            mlp_ratio: 2,
+            text_layers: 1,
+            ..Self::small()
+        }
+    }
+
+    /// Tokens per tubelet slice.
+    pub fn patches(&self) -> usize {
+        (self.native_size / self.patch).pow(2)
+    }
+
+    /// Token time steps per clip.
+    pub fn token_frames(&self) -> usize {
+        self.frames / self.tubelet
+    }
+
+    /// Values per token: `tubelet × patch × patch × 3`.
+    pub fn token_values(&self) -> usize {
+        self.tubelet * self.patch * self.patch * 3
+    }
+}

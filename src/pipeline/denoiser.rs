@@ -1,0 +1,245 @@
+//! The spatio-temporal denoiser: a small diffusion transformer over video patches with
+//! factorised space and time attention, text cross-attention and adaLN-Zero conditioning.
+
+use candle_core::{D, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+
+use super::config::StarterConfig;
+use super::layers::{CrossAttention, Linear, Mlp, SelfAttention, layer_norm, sincos};
+use super::text_encoder::TextEmbedding;
+
+/// Number of frequency channels of the timestep embedding.
+const TIME_FREQS: usize = 64;
+
+struct Block {
+    ada: Linear,
+    spatial: SelfAttention,
+    temporal: SelfAttention,
+    cross: CrossAttention,
+    mlp: Mlp,
+}
+
+/// `x·(1 + scale) + shift` with per-sample `(B, D)` modulation.
+fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
+    let shift = shift.unsqueeze(1)?;
+    let scale = (scale.unsqueeze(1)? + 1.0)?;
+    x.broadcast_mul(&scale)?.broadcast_add(&shift)
+}
+
+/// Shapes of one forward pass.
+#[derive(Clone, Copy)]
+struct Grid {
+    b: usize,
+    t: usize,
+    n: usize,
+    d: usize,
+}
+
+impl Block {
+    fn new(cfg: &StarterConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.dim;
+        Ok(Block {
+            ada: Linear::zeros(d, 12 * d, vb.pp("ada"))?,
+            spatial: SelfAttention::new(d, cfg.heads, vb.pp("spatial"))?,
+            temporal: SelfAttention::new(d, cfg.heads, vb.pp("temporal"))?,
+            cross: CrossAttention::new(d, d, cfg.heads, vb.pp("cross"))?,
+            mlp: Mlp::new(d, cfg.mlp_ratio * d, vb.pp("mlp"))?,
+        })
+    }
+
+    /// `x`: `(B, T·N, D)`; `cond`: `(B, D)` after SiLU.
+    fn forward(
+        &self,
+        x: &Tensor,
+        cond: &Tensor,
+        text: &TextEmbedding,
+        g: Grid,
+        training: bool,
+    ) -> Result<Tensor> {
+        let m = self.ada.forward(cond)?.chunk(12, D::Minus1)?;
+        let gate = |x: &Tensor, i: usize| x.broadcast_mul(&m[i].unsqueeze(1)?);
+        let Grid { b, t, n, d } = g;
+
+        // Attention within each frame.
+        let h = modulate(&layer_norm(x, 1e-6)?, &m[0], &m[1])?;
+        let h = self
+            .spatial
+            .forward(&h.reshape((b * t, n, d))?, None, training)?
+            .reshape((b, t * n, d))?;
+        let x = (x + gate(&h, 2)?)?;
+
+        // Attention across frames, per patch position.
+        let h = modulate(&layer_norm(&x, 1e-6)?, &m[3], &m[4])?;
+        let h = h
+            .reshape((b, t, n, d))?
+            .transpose(1, 2)?
+            .reshape((b * n, t, d))?;
+        let h = self
+            .temporal
+            .forward(&h, None, training)?
+            .reshape((b, n, t, d))?
+            .transpose(1, 2)?
+            .reshape((b, t * n, d))?;
+        let x = (x + gate(&h, 5)?)?;
+
+        // Attention to the prompt.
+        let h = modulate(&layer_norm(&x, 1e-6)?, &m[6], &m[7])?;
+        let h = self
+            .cross
+            .forward(&h, &text.tokens, Some(&text.bias), training)?;
+        let x = (x + gate(&h, 8)?)?;
+
+        let h = modulate(&layer_norm(&x, 1e-6)?, &m[9], &m[10])?;
+        let h = self.mlp.forward(&h)?;
+        x + gate(&h, 11)?
+    }
+}
+
+/// Predicts the flow-matching velocity for noisy clips.
+pub struct Denoiser {
+    cfg: StarterConfig,
+    patch_in: Linear,
+    time1: Linear,
+    time2: Linear,
+    text_proj: Linear,
+    blocks: Vec<Block>,
+    final_ada: Linear,
+    patch_out: Linear,
+    /// `(1, T·N, D)` fixed space + time position embedding.
+    pos: Tensor,
+}
+
+impl Denoiser {
+    pub fn new(cfg: &StarterConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.dim;
+        let pdim = cfg.token_values();
+        let blocks = (0..cfg.depth)
+            .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Denoiser {
+            patch_in: Linear::new(pdim, d, vb.pp("patch_in"))?,
+            time1: Linear::new(TIME_FREQS, d, vb.pp("time.fc1"))?,
+            time2: Linear::new(d, d, vb.pp("time.fc2"))?,
+            text_proj: Linear::new(d, d, vb.pp("text_proj"))?,
+            blocks,
+            final_ada: Linear::zeros(d, 2 * d, vb.pp("final.ada"))?,
+            patch_out: Linear::zeros(d, pdim, vb.pp("final.out"))?,
+            pos: position_embedding(cfg, vb.device())?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// `(B, T, S, S, 3)` → `(B, T/k·N, k·p·p·3)` with tubelets of `k` frames.
+    fn patchify(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, s, _, c) = x.dims5()?;
+        let (p, k) = (self.cfg.patch, self.cfg.tubelet);
+        let g = s / p;
+        x.reshape(vec![b, t / k, k, g, p, g, p, c])?
+            .permute(vec![0, 1, 3, 5, 2, 4, 6, 7])?
+            .reshape((b, t / k * g * g, k * p * p * c))
+    }
+
+    /// Inverse of [`Self::patchify`]; `t` is the clip's frame count.
+    fn unpatchify(&self, x: &Tensor, t: usize) -> Result<Tensor> {
+        let b = x.dim(0)?;
+        let (p, k) = (self.cfg.patch, self.cfg.tubelet);
+        let s = self.cfg.native_size;
+        let g = s / p;
+        x.reshape(vec![b, t / k, g, g, k, p, p, 3])?
+            .permute(vec![0, 1, 4, 2, 5, 3, 6, 7])?
+            .reshape(vec![b, t, s, s, 3])
+    }
+
+    /// `x`: noisy clips `(B, T, S, S, 3)`; `time`: `(B,)` flow time in [0, 1] (1 = noise).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        time: &[f32],
+        text: &TextEmbedding,
+        training: bool,
+    ) -> Result<Tensor> {
+        let (b, frames, ..) = x.dims5()?;
+        let t = frames / self.cfg.tubelet;
+        let g = Grid {
+            b,
+            t,
+            n: self.cfg.patches(),
+            d: self.cfg.dim,
+        };
+        let scaled: Vec<f32> = time.iter().map(|v| v * 1000.0).collect();
+        let temb = Tensor::from_vec(
+            sincos(&scaled, TIME_FREQS, 10_000.0),
+            (b, TIME_FREQS),
+            x.device(),
+        )?;
+        let temb = self.time2.forward(&self.time1.forward(&temb)?.silu()?)?;
+        let cond = (temb + self.text_proj.forward(&text.pooled)?)?.silu()?;
+
+        let mut h = self.patch_in.forward(&self.patchify(x)?)?;
+        let pos = self.pos.narrow(1, 0, t * g.n)?;
+        h = h.broadcast_add(&pos)?;
+        for block in &self.blocks {
+            h = block.forward(&h, &cond, text, g, training)?;
+        }
+        let m = self.final_ada.forward(&cond)?.chunk(2, D::Minus1)?;
+        let h = modulate(&layer_norm(&h, 1e-6)?, &m[0], &m[1])?;
+        self.unpatchify(&self.patch_out.forward(&h)?, frames)
+    }
+}
+
+/// Fixed 2-D sine–cosine embedding of patch positions plus a 1-D one of frame index.
+fn position_embedding(cfg: &StarterConfig, device: &Device) -> Result<Tensor> {
+    let g = cfg.native_size / cfg.patch;
+    let d = cfg.dim;
+    let quarter = d / 2;
+    let rows: Vec<f32> = (0..g).map(|i| i as f32).collect();
+    let row_emb = sincos(&rows, quarter, 100.0);
+    let tf = cfg.token_frames();
+    let frames: Vec<f32> = (0..tf).map(|i| i as f32).collect();
+    let time_emb = sincos(&frames, d, 100.0);
+    let mut out = Vec::with_capacity(tf * g * g * d);
+    for f in 0..tf {
+        for y in 0..g {
+            for x in 0..g {
+                for k in 0..d {
+                    let spatial = if k < quarter {
+                        row_emb[y * quarter + k]
+                    } else if k < 2 * quarter {
+                        row_emb[x * quarter + k - quarter]
+                    } else {
+                        0.0
+                    };
+                    out.push(spatial + 0.5 * time_emb[f * d + k]);
+                }
+            }
+        }
+    }
+    Tensor::from_vec(out, (1, tf * g * g, d), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::text_encoder::{TextEncoder, TokenBatch};
+    use candle_core::DType;
+    use candle_nn::VarMap;
+
+    #[test]
+    fn output_has_input_shape_and_patchify_round_trips() {
+        let cfg = StarterConfig::tiny();
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let den = Denoiser::new(&cfg, vb.pp("denoiser")).unwrap();
+        let enc =
+            TextEncoder::new(cfg.vocabulary.len(), cfg.dim, 1, cfg.heads, vb.pp("text")).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 16, 32, 32, 3), &Device::Cpu).unwrap();
+        let back = den.unpatchify(&den.patchify(&x).unwrap(), 16).unwrap();
+        let diff = (&x - &back).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let batch = TokenBatch::new(&[vec![2, 13], vec![1]], 16, &Device::Cpu).unwrap();
+        let text = enc.forward(&batch, false).unwrap();
+        assert_eq!(text.tokens.dims(), &[2, 2, cfg.dim]);
+        let y = den.forward(&x, &[0.3, 0.9], &text, false).unwrap();
+        assert_eq!(y.dims(), x.dims());
+    }
+}

@@ -1,0 +1,253 @@
+//! The bundled starter model: text encoder + denoiser, and its [`VideoModel`] implementation.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::config::StarterConfig;
+use super::denoiser::Denoiser;
+use super::resample::resample_clip;
+use super::sampler;
+use super::text_encoder::{EMPTY, TextEmbedding, TextEncoder, TokenBatch, Tokens};
+use super::{
+    Bound, Control, GenerationParams, Limits, ModelInfo, PipelineError, Preset, Progress, Quality,
+    Video, VideoModel,
+};
+
+/// The network: shared by training and inference so both use one definition.
+pub struct StarterNet {
+    pub cfg: StarterConfig,
+    pub text: TextEncoder,
+    pub denoiser: Denoiser,
+}
+
+impl StarterNet {
+    /// Builds the network; parameter names are `text.*` and `denoiser.*`.
+    pub fn new(cfg: &StarterConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(StarterNet {
+            text: TextEncoder::new(
+                cfg.vocabulary.len(),
+                cfg.dim,
+                cfg.text_layers,
+                cfg.heads,
+                vb.pp("text"),
+            )?,
+            denoiser: Denoiser::new(cfg, vb.pp("denoiser"))?,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn tokenize(&self, prompt: &str) -> Tokens {
+        self.cfg.vocabulary.tokenize(prompt, self.cfg.max_tokens)
+    }
+
+    /// Encodes token sequences (use `vec![EMPTY]` for the unconditional branch).
+    pub fn encode(
+        &self,
+        seqs: &[Vec<u32>],
+        device: &Device,
+        training: bool,
+    ) -> candle_core::Result<TextEmbedding> {
+        let batch = TokenBatch::new(seqs, self.cfg.max_tokens, device)?;
+        self.text.forward(&batch, training)
+    }
+
+    /// Shape of one native clip batch: `(B, T, S, S, 3)`.
+    pub fn clip_shape(&self, batch: usize) -> [usize; 5] {
+        let s = self.cfg.native_size;
+        [batch, self.cfg.frames, s, s, 3]
+    }
+}
+
+/// The starter model ready for generation.
+pub struct StarterModel {
+    net: StarterNet,
+    device: Device,
+    limits: Limits,
+    info: ModelInfo,
+}
+
+impl StarterModel {
+    pub fn new(
+        cfg: StarterConfig,
+        weights: Vec<u8>,
+        source: String,
+        device: Device,
+    ) -> Result<Self, PipelineError> {
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
+        let net = StarterNet::new(&cfg, vb)?;
+        let limits = starter_limits(&cfg);
+        let info = ModelInfo {
+            name: cfg.name.clone(),
+            kind: cfg.architecture.clone(),
+            source,
+            weights_sha256: cfg.weights_sha256.clone(),
+            device: super::device::describe(&device),
+        };
+        Ok(StarterModel {
+            net,
+            device,
+            limits,
+            info,
+        })
+    }
+
+    /// Generates native-resolution frames `(T, S, S, 3)` in [0, 255] without resampling.
+    pub fn generate_native(
+        &self,
+        params: &GenerationParams,
+        on_step: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<(Vec<Vec<u8>>, f64, f64), PipelineError> {
+        let t0 = Instant::now();
+        let cond = self.net.tokenize(&params.prompt).ids;
+        let uncond = match &params.negative_prompt {
+            Some(neg) => self.net.tokenize(neg).ids,
+            None => vec![EMPTY],
+        };
+        let guided = params.guidance != 1.0;
+        let seqs = if guided {
+            vec![cond, uncond]
+        } else {
+            vec![cond]
+        };
+        let text = self.net.encode(&seqs, &self.device, false)?;
+        let text_s = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        let x = sampler::noise(params.seed, &self.net.clip_shape(1), &self.device)?;
+        let den = &self.net.denoiser;
+        let out = sampler::sample(
+            x,
+            params.steps,
+            self.net.cfg.shift,
+            params.guidance,
+            |x, t| {
+                if guided {
+                    let xx = Tensor::cat(&[x, x], 0)?;
+                    let v = den.forward(&xx, &[t, t], &text, false)?;
+                    Ok((v.narrow(0, 0, 1)?, Some(v.narrow(0, 1, 1)?)))
+                } else {
+                    Ok((den.forward(x, &[t], &text, false)?, None))
+                }
+            },
+            on_step,
+        )?;
+        let pixels = ((out.clamp(-1f32, 1f32)? + 1.0)? * 127.5)?
+            .round()?
+            .to_dtype(DType::U8)?
+            .squeeze(0)?
+            .to_device(&Device::Cpu)?;
+        let t = self.net.cfg.frames;
+        let flat: Vec<u8> = pixels.flatten_all()?.to_vec1()?;
+        let per = flat.len() / t;
+        let frames = flat.chunks(per).map(<[u8]>::to_vec).collect();
+        Ok((frames, text_s, t1.elapsed().as_secs_f64()))
+    }
+}
+
+/// The limits the starter model declares. Its sampler is a full (not distilled) one, so
+/// the preset rules are the product defaults: `high` needs ≥ 50 steps, `low` allows ≤ 30.
+pub fn starter_limits(cfg: &StarterConfig) -> Limits {
+    let frames = cfg.frames as u32;
+    Limits {
+        native_width: cfg.native_size as u32,
+        native_height: cfg.native_size as u32,
+        frames: Bound {
+            min: frames,
+            max: frames,
+            default: frames,
+        },
+        fps: Bound {
+            min: 1,
+            max: 30,
+            default: cfg.fps,
+        },
+        guidance: Bound {
+            min: 1.0,
+            max: 15.0,
+            default: cfg.default_guidance,
+        },
+        width: Bound {
+            min: 256,
+            max: 1024,
+            default: 512,
+        },
+        height: Bound {
+            min: 256,
+            max: 1024,
+            default: 512,
+        },
+        size_multiple: 8,
+        presets: [
+            Preset {
+                quality: Quality::Low,
+                steps: Bound {
+                    min: 1,
+                    max: 30,
+                    default: 8,
+                },
+            },
+            Preset {
+                quality: Quality::Medium,
+                steps: Bound {
+                    min: 1,
+                    max: 100,
+                    default: 20,
+                },
+            },
+            Preset {
+                quality: Quality::High,
+                steps: Bound {
+                    min: 50,
+                    max: 100,
+                    default: 50,
+                },
+            },
+        ],
+    }
+}
+
+impl VideoModel for StarterModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn unknown_words(&self, prompt: &str) -> Vec<String> {
+        self.net.tokenize(prompt).unknown
+    }
+
+    fn generate(
+        &self,
+        params: &GenerationParams,
+        on_step: &mut dyn FnMut(Progress) -> Control,
+    ) -> Result<Video, PipelineError> {
+        let l = &self.limits;
+        if !l.frames.contains(params.frames) || params.steps == 0 {
+            return Err(PipelineError::OutOfLimits(format!(
+                "this model makes {} frames and needs at least 1 step",
+                l.frames.default
+            )));
+        }
+        let (native, text_s, denoise_s) = self.generate_native(params, on_step)?;
+        let t = Instant::now();
+        let s = self.net.cfg.native_size as u32;
+        let frames = resample_clip(&native, s, params.width, params.height);
+        let mut video = Video {
+            width: params.width,
+            height: params.height,
+            fps: params.fps,
+            frames,
+            timings: Default::default(),
+            ignored_words: self.unknown_words(&params.prompt),
+        };
+        video.timings.text_encoding_s = text_s;
+        video.timings.denoising_s = denoise_s;
+        video.timings.resampling_s = t.elapsed().as_secs_f64();
+        Ok(video)
+    }
+}

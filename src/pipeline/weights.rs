@@ -1,0 +1,111 @@
+//! Locating and verifying model files: the config, and weights checked against a SHA-256.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::PipelineError;
+use super::config::StarterConfig;
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    Ok(sha256_hex(&std::fs::read(path)?))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PipelineError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => PipelineError::MissingFile {
+            path: path.to_path_buf(),
+        },
+        _ => PipelineError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    })
+}
+
+/// Parses a config; `path` is only used in error messages.
+pub fn parse_config(text: &[u8], path: &Path) -> Result<StarterConfig, PipelineError> {
+    serde_json::from_slice(text).map_err(|e| PipelineError::BadConfig {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Checks `weights` against the config's recorded SHA-256.
+pub fn verify(cfg: &StarterConfig, weights: &[u8], path: &Path) -> Result<(), PipelineError> {
+    let actual = sha256_hex(weights);
+    if cfg.weights_sha256.is_empty() {
+        return Err(PipelineError::BadConfig {
+            path: path.to_path_buf(),
+            reason: "no weights_sha256 recorded".into(),
+        });
+    }
+    if actual != cfg.weights_sha256 {
+        return Err(PipelineError::ChecksumMismatch {
+            path: path.to_path_buf(),
+            expected: cfg.weights_sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Reads `dir/config.json` and the weights it names, verifying the checksum.
+pub fn load_dir(dir: &Path) -> Result<(StarterConfig, Vec<u8>, PathBuf), PipelineError> {
+    let cfg_path = dir.join("config.json");
+    let cfg = parse_config(&read(&cfg_path)?, &cfg_path)?;
+    let weights_path = dir.join(&cfg.weights);
+    let weights = read(&weights_path)?;
+    verify(&cfg, &weights, &weights_path)?;
+    Ok((cfg, weights, weights_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_matches_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn missing_and_corrupt_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, PipelineError::MissingFile { .. }), "{err}");
+        let mut cfg = StarterConfig::tiny();
+        cfg.weights_sha256 = sha256_hex(b"good weights");
+        std::fs::write(
+            dir.path().join("config.json"),
+            serde_json::to_vec(&cfg).unwrap(),
+        )
+        .unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("model.safetensors is missing"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("model.safetensors"), b"bad weights").unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, PipelineError::ChecksumMismatch { .. }));
+        assert!(
+            msg.contains("checksum mismatch") && msg.contains(&cfg.weights_sha256),
+            "{msg}"
+        );
+        std::fs::write(dir.path().join("model.safetensors"), b"good weights").unwrap();
+        assert!(load_dir(dir.path()).is_ok());
+    }
+}
