@@ -72,7 +72,7 @@ pub(crate) fn encode(
 ) -> Result<EncodedStream, MediaError> {
     let (w, h) = frames[0].dimensions();
     let config = EncoderConfig::new()
-        .usage_type(UsageType::CameraVideoNonRealTime)
+        .usage_type(UsageType::CameraVideoRealTime)
         .profile(Profile::Baseline)
         .rate_control_mode(RateControlMode::Bitrate)
         .bitrate(BitRate::from_bps(target_bitrate(w, h, fps)))
@@ -85,6 +85,7 @@ pub(crate) fn encode(
         .vui(VuiConfig::bt601());
     let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), config)
         .map_err(|e| MediaError::codec(path, format!("cannot create encoder: {e}")))?;
+    silence(&mut encoder);
 
     let (mut sps, mut pps): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
     let mut samples = Vec::with_capacity(frames.len());
@@ -140,6 +141,22 @@ pub(crate) fn encode(
     match (sps, pps) {
         (Some(sps), Some(pps)) => Ok(EncodedStream { sps, pps, samples }),
         _ => Err(MediaError::codec(path, "encoder emitted no SPS/PPS")),
+    }
+}
+
+/// Makes OpenH264 quiet before it initialises: by default it prints warnings to
+/// stderr (e.g. that frame skipping is off, which we want). Errors still reach
+/// us as return codes.
+fn silence(encoder: &mut Encoder) {
+    // Values from OpenH264's codec_app_def.h (openh264-sys2 is not a direct dependency).
+    const ENCODER_OPTION_TRACE_LEVEL: std::os::raw::c_int = 25;
+    let mut quiet: std::os::raw::c_int = 0; // WELS_LOG_QUIET
+    // SAFETY: TRACE_LEVEL is the one option OpenH264 accepts before Initialize
+    // (welsEncoderExt.cpp, SetOption); the pointer is to a live c_int.
+    unsafe {
+        encoder
+            .raw_api()
+            .set_option(ENCODER_OPTION_TRACE_LEVEL, (&raw mut quiet).cast());
     }
 }
 
