@@ -207,6 +207,26 @@ fn check_clip(w: u32, h: u32) {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Frame 0 is a keyframe (IDR, listed in stss) and every frame is a packet.
+    let out = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+            path.to_str().unwrap(),
+        ],
+    );
+    let flags = String::from_utf8(out.stdout).unwrap();
+    let flags: Vec<&str> = flags.lines().collect();
+    assert_eq!(flags.len(), FRAMES as usize, "{flags:?}");
+    assert!(flags[0].starts_with('K'), "{flags:?}");
+
     // Our own reader agrees.
     let info = probe_mp4(&path).unwrap();
     assert_eq!((info.width, info.height, info.frame_count), (w, h, FRAMES));
