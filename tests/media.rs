@@ -499,3 +499,52 @@ fn thumbnails_carry_metadata_and_read_back() {
     names.sort();
     assert_eq!(names, ["t.WEBP", "t.jpg", "t.png"]);
 }
+
+#[test]
+fn largest_size_has_a_keyframe_every_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.mp4");
+    let frames: Vec<RgbImage> = (0..40u32)
+        .map(|i| {
+            RgbImage::from_fn(1024, 1024, |x, y| {
+                Rgb([(x / 4) as u8, (y / 4) as u8, (i * 6) as u8])
+            })
+        })
+        .collect();
+    write_mp4(&path, &frames, 10, &VideoMetadata::default()).unwrap();
+    let p = path.to_str().unwrap();
+    let out = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=flags",
+            "-of",
+            "csv=p=0",
+            p,
+        ],
+    );
+    let flags = String::from_utf8(out.stdout).unwrap();
+    let keys: Vec<usize> = flags
+        .lines()
+        .enumerate()
+        .filter(|(_, f)| f.starts_with('K'))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(flags.lines().count(), 40);
+    assert!(
+        keys.starts_with(&[0]) && keys.windows(2).all(|w| w[1] - w[0] <= 20),
+        "keyframes at {keys:?}"
+    );
+    assert!(keys.len() >= 2, "keyframes at {keys:?}");
+    let out = run_tool("ffmpeg", &["-v", "error", "-i", p, "-f", "null", "-"]);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A frame after the second keyframe decodes from that keyframe.
+    let got = decode_frame(&path, FrameSelector::Index(25)).unwrap();
+    assert!(mean_abs_error(&got, &frames[25]) < 1.5);
+}
