@@ -1,6 +1,7 @@
 //! aivideo: generate short videos from text prompts locally, with a job history.
 
 pub mod eval;
+pub mod media;
 pub mod pipeline;
 pub mod rng;
 pub mod synth;

@@ -1,0 +1,81 @@
+//! Atomic file creation: write to a temporary file beside the target, fsync, then rename.
+
+use std::io::Write;
+use std::path::Path;
+
+use super::MediaError;
+
+/// Writes `bytes` to `path` so that `path` either does not change or holds the
+/// complete new content. The temporary file lives in the destination folder (so
+/// the rename cannot cross file systems) and is removed on every error path.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), MediaError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if path.file_name().is_none() {
+        return Err(MediaError::invalid(path, "the path has no file name"));
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".aivideo-")
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .map_err(|e| MediaError::io(path, e))?;
+    tmp.write_all(bytes).map_err(|e| MediaError::io(path, e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| MediaError::io(path, e))?;
+    // On failure the NamedTempFile inside the error is dropped, which deletes it.
+    tmp.persist(path)
+        .map_err(|e| MediaError::io(path, e.error))?;
+    // Make the rename itself durable. Failing to sync a directory is not fatal
+    // (some file systems refuse it); the file content is already synced.
+    if let Ok(dir) = std::fs::File::open(parent) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_and_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.bin");
+        write_atomically(&p, b"one").unwrap();
+        write_atomically(&p, b"two!").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two!");
+        assert_eq!(entries(dir.path()), vec!["a.bin"]);
+    }
+
+    #[test]
+    fn failed_rename_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("occupied");
+        std::fs::create_dir(target.join("")).unwrap();
+        std::fs::write(target.join("x"), b"x").unwrap();
+        let err = write_atomically(&target, b"data").unwrap_err();
+        assert!(matches!(err, MediaError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("occupied"), "{err}");
+        assert_eq!(entries(dir.path()), vec!["occupied"]);
+    }
+
+    #[test]
+    fn missing_folder_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("no/such/dir/a.bin");
+        let err = write_atomically(&p, b"x").unwrap_err();
+        assert!(err.to_string().contains("no/such/dir/a.bin"), "{err}");
+    }
+}
