@@ -1,3 +1,16 @@
-fn main() {
-    println!("aivideo");
+//! The `aivideo` binary: runs the library's command line and turns its outcome into an exit code.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let json = aivideo::cli::json_requested(args.iter().cloned());
+    match std::panic::catch_unwind(|| aivideo::run(args)) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        // `aivideo list | head`: the reader left; that is not a failure.
+        Ok(Err(err)) if aivideo::error::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Ok(Err(err)) => ExitCode::from(aivideo::error::report(&err, json)),
+        Err(_) => ExitCode::from(aivideo::error::report_panic(json)),
+    }
 }
