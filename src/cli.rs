@@ -29,17 +29,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+const GLOBAL: &str = "Global options";
+
 /// Flags accepted by every subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Job history database [default: <data dir>/aivideo/jobs.sqlite3, or ./.aivideo/jobs.sqlite3]
-    #[arg(long, global = true, env = "AIVIDEO_DB", value_name = "PATH")]
+    #[arg(long, global = true, env = "AIVIDEO_DB", value_name = "PATH", help_heading = GLOBAL)]
     pub db: Option<PathBuf>,
     /// Print machine-readable JSON on stdout (results, and errors in the documented error shape)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
     /// Print only results: no progress bars, no notes
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
     /// How much diagnostic output to print on stderr
     #[arg(
@@ -47,16 +49,20 @@ pub struct GlobalArgs {
         global = true,
         env = "AIVIDEO_LOG",
         value_enum,
+        ignore_case = true,
         default_value_t = LogLevel::Info,
-        value_name = "LEVEL"
+        value_name = "LEVEL",
+        help_heading = GLOBAL
     )]
     pub log_level: LogLevel,
 }
 
 impl GlobalArgs {
     /// The database path: `--db`/`AIVIDEO_DB`, else the platform data folder, else `./.aivideo`.
+    /// Made absolute, so that messages and `status` name the file unambiguously.
     pub fn db_path(&self) -> PathBuf {
-        self.db.clone().unwrap_or_else(default_db_path)
+        let path = self.db.clone().unwrap_or_else(default_db_path);
+        std::path::absolute(&path).unwrap_or(path)
     }
 }
 
@@ -78,6 +84,8 @@ pub enum LogLevel {
     Trace,
 }
 
+/// The subcommands. (Parsed once per process, so the size of `Generate` does not matter.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Generate a video from a text prompt (or one video per line of a prompts file)
@@ -332,11 +340,18 @@ mod tests {
         ])
         .unwrap();
         assert!(cli.global.json && cli.global.quiet);
+        assert_eq!(cli.global.log_level, LogLevel::Info);
         assert_eq!(cli.global.db_path(), PathBuf::from("/x.db"));
         match cli.command {
             Command::List(l) => assert_eq!((l.limit, l.offset, l.status), (5, 0, None)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn log_level_ignores_case() {
+        let cli = parse_from(["aivideo", "--log-level", "DEBUG", "status"]).unwrap();
+        assert_eq!(cli.global.log_level, LogLevel::Debug);
     }
 
     #[test]

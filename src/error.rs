@@ -146,8 +146,10 @@ impl CliError {
         let message = chain.next().unwrap_or_default();
         let mut causes: Vec<String> = Vec::new();
         for c in chain {
-            // thiserror `#[error("...: {source}")]` repeats the cause; skip exact repeats.
-            if causes.last() != Some(&c) && c != message {
+            // Libraries often restate their cause (`file is not a database`, then
+            // `Error code 26: file is not a database`): keep one line per distinct fact.
+            let prev = causes.last().unwrap_or(&message);
+            if !prev.contains(&c) && !c.ends_with(prev.as_str()) {
                 causes.push(c);
             }
         }
@@ -169,18 +171,21 @@ impl CliError {
         }))
     }
 
-    /// The JSON error shape: `{"error", "error_code", "details", "timestamp"}`.
+    /// The message followed by its causes, joined with `: ` (one line).
+    pub fn full_message(&self) -> String {
+        std::iter::once(self.message.as_str())
+            .chain(self.causes.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+
+    /// The JSON error shape: `{"error", "error_code", "details", "timestamp"}`; `error` is
+    /// [`CliError::full_message`].
     pub fn to_json(&self) -> Value {
-        let mut details = self.details.clone();
-        if !self.causes.is_empty() {
-            if let Value::Object(map) = &mut details {
-                map.entry("causes").or_insert_with(|| json!(self.causes));
-            }
-        }
         json!({
-            "error": self.message,
+            "error": self.full_message(),
             "error_code": self.code,
-            "details": details,
+            "details": self.details,
             "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         })
     }
@@ -221,11 +226,9 @@ impl std::error::Error for CliError {}
 /// Reports a command's error (JSON on stdout with `--json`, otherwise on stderr) and returns
 /// the exit code. Clap usage errors keep clap's own wording and usage hint for people.
 pub fn report(err: &anyhow::Error, json_mode: bool) -> u8 {
-    if !json_mode {
-        if let Some(clap_err) = err.downcast_ref::<clap::Error>() {
-            let _ = clap_err.print();
-            return exit::USAGE;
-        }
+    if !json_mode && let Some(clap_err) = err.downcast_ref::<clap::Error>() {
+        let _ = clap_err.print();
+        return exit::USAGE;
     }
     let e = CliError::from_anyhow(err);
     e.report(json_mode);
@@ -326,6 +329,23 @@ mod tests {
         assert!(
             human.starts_with("error: cannot show job abc\n  Caused by: "),
             "{human}"
+        );
+        assert_eq!(
+            e.to_json()["error"],
+            "cannot show job abc: no job matches id `abc`"
+        );
+    }
+
+    #[test]
+    fn restated_causes_are_dropped() {
+        let err = anyhow::anyhow!("Error code 26: file is not a database")
+            .context("file is not a database")
+            .context("db.sqlite3 is corrupt")
+            .context("cannot open");
+        let e = CliError::from_anyhow(&err);
+        assert_eq!(
+            e.causes,
+            ["db.sqlite3 is corrupt", "file is not a database"]
         );
     }
 

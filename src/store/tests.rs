@@ -437,6 +437,12 @@ fn read_only_open_never_creates_and_never_writes() {
     // The writer can still write while the reader is open.
     writer.create_job("z", &json!({})).unwrap();
     assert_eq!(reader.count(None).unwrap(), 2);
+    drop(reader);
+    // With every writer closed (WAL checkpointed, -wal/-shm gone), monitoring still reads.
+    drop(writer);
+    let reader = Store::open_read_only(&path).unwrap();
+    assert_eq!(reader.count(None).unwrap(), 2);
+    assert_eq!(reader.stats(&[1.0]).unwrap().counts.pending, 2);
 }
 
 #[test]
