@@ -128,3 +128,34 @@ fn status_of_one_job_by_unique_prefix() {
     assert_eq!(v["metadata"]["frames"], 16);
     assert!(v["error_code"].is_null());
 }
+
+#[test]
+fn many_processes_opening_a_fresh_database_at_once_all_succeed() {
+    let env = TestEnv::new();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let args: &[&str] = if i % 2 == 0 {
+                &["status", "--json"]
+            } else {
+                &["list", "--json"]
+            };
+            env.command()
+                .args(args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON on stdout");
+    }
+    assert_eq!(env.store().schema_version().unwrap(), 1);
+}
