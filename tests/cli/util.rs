@@ -1,0 +1,103 @@
+//! Test helpers: a private temp folder per test, the built binary pointed at it, and output capture.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use aivideo::store::Store;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// One test's world: its own folder, database path and output folder.
+pub struct TestEnv {
+    pub dir: TempDir,
+}
+
+/// What a run of the binary produced.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code, or -1 when killed by a signal.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Stdout parsed as JSON (fails the test with both streams shown otherwise).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn assert_no_panic(&self) {
+        assert_ne!(self.code, 101, "panicked: {}", self.stderr);
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panicked: {}",
+            self.stderr
+        );
+    }
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The job database used by the binary in this test (`AIVIDEO_DB`).
+    pub fn db_path(&self) -> PathBuf {
+        self.path().join("data").join("jobs.sqlite3")
+    }
+
+    pub fn output_dir(&self) -> PathBuf {
+        self.path().join("outputs")
+    }
+
+    /// The store the binary uses, opened directly through the library.
+    pub fn store(&self) -> Store {
+        Store::open(self.db_path()).expect("open test store")
+    }
+
+    /// The binary with a clean, test-local environment and working directory.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_aivideo"));
+        cmd.current_dir(self.path())
+            .env("AIVIDEO_DB", self.db_path())
+            .env("AIVIDEO_OUTPUT_DIR", self.output_dir())
+            .env_remove("AIVIDEO_LOG")
+            .env_remove("AIVIDEO_DEVICE")
+            .env_remove("AIVIDEO_MODEL")
+            .env_remove("AIVIDEO_METRICS_ADDR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the binary with `args` and captures everything.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command().args(args).output().expect("run aivideo");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
