@@ -98,6 +98,12 @@ pub enum Command {
     Thumbnail(ThumbnailArgs),
     /// Serve Prometheus metrics and health checks over HTTP (/metrics, /health, /status)
     ServeMetrics(ServeMetricsArgs),
+    /// Train the bundled starter model on procedurally rendered clips (for developers)
+    #[command(hide = true)]
+    Train(TrainArgs),
+    /// Score a model on the held-out prompts with the clip analyser (for developers)
+    #[command(hide = true)]
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -416,4 +422,65 @@ mod tests {
         assert!(!json_requested(["aivideo", "generate", "--", "--json"]));
         assert!(!json_requested(["aivideo", "list"]));
     }
+}
+
+/// Arguments of the hidden `train` subcommand.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Folder that receives model.safetensors, config.json and the checkpoint.
+    #[arg(long, default_value = "assets/starter")]
+    pub out: PathBuf,
+    /// Optimiser steps in total (a resumed run continues up to this count).
+    #[arg(long, default_value_t = 3000)]
+    pub steps: u64,
+    /// Clips per optimiser step.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Peak learning rate (linear warm-up, then cosine decay to 10 %).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seed of the rendered training clips and captions.
+    #[arg(long, default_value_t = 1)]
+    pub dataset_seed: u64,
+    /// Seed of the initial weights.
+    #[arg(long, default_value_t = 2)]
+    pub init_seed: u64,
+    /// Architecture preset: `small` (the bundled model) or `tiny` (test fixtures).
+    #[arg(long, default_value = "small")]
+    pub preset: String,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: u64,
+    /// Continue from the checkpoint in --out instead of starting over.
+    #[arg(long)]
+    pub resume: bool,
+    /// Write an untrained model (random weights) and exit: a fast fixture for tests.
+    #[arg(long)]
+    pub untrained: bool,
+}
+
+/// Arguments of the hidden `eval` subcommand.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    /// Model folder to evaluate (default: the bundled model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Prompts per held-out triple (28 triples).
+    #[arg(long, default_value_t = 3)]
+    pub per_triple: usize,
+    /// Seeds per prompt (0, 1, …).
+    #[arg(long, default_value_t = 2)]
+    pub seeds: u64,
+    /// Sampler steps per clip.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
+    /// Classifier-free guidance scale (default: the model's).
+    #[arg(long)]
+    pub guidance: Option<f32>,
+    /// Output size analysed (square).
+    #[arg(long, default_value_t = 256)]
+    pub size: u32,
+    /// Print every case, not just the summary.
+    #[arg(long)]
+    pub verbose: bool,
 }

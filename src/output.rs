@@ -61,6 +61,14 @@ impl Printer {
         out.flush()
     }
 
+    /// Writes `value` as compact JSON on one line (for streams of results, e.g. batches).
+    pub fn json_line<T: Serialize + ?Sized>(&self, value: &T) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer(&mut out, value).map_err(io::Error::from)?;
+        writeln!(out)?;
+        out.flush()
+    }
+
     /// Writes result text on stdout as is (a trailing newline is the caller's).
     pub fn result(&self, text: &str) -> io::Result<()> {
         let mut out = io::stdout().lock();

@@ -1,8 +1,12 @@
 //! Runs a parsed command line: builds the shared context and dispatches to one module per
 //! subcommand. Commands return the process exit code on success and `anyhow` errors otherwise.
 
+mod eval;
+mod generate;
 mod list;
 mod status;
+mod thumbnail;
+mod train;
 
 use anyhow::{Context as _, Result};
 
@@ -40,9 +44,11 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
     match &cli.command {
         Command::Status(args) => status::run(&ctx, args),
         Command::List(args) => list::run(&ctx, args),
-        Command::Generate(_) => Err(not_wired("generate")),
-        Command::Thumbnail(_) => Err(not_wired("thumbnail")),
+        Command::Generate(args) => generate::run(&ctx, args),
+        Command::Thumbnail(args) => thumbnail::run(&ctx, args),
         Command::ServeMetrics(_) => Err(not_wired("serve-metrics")),
+        Command::Train(args) => train::run(&ctx, args),
+        Command::Eval(args) => eval::run(&ctx, args),
     }
 }
 

@@ -16,9 +16,12 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), MediaErr
     if path.file_name().is_none() {
         return Err(MediaError::invalid(path, "the path has no file name"));
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".aivideo-")
-        .suffix(".tmp")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".aivideo-").suffix(".tmp");
+    // Temporary files are private (0600); the finished file gets the usual 0666 & !umask.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let mut tmp = builder
         .tempfile_in(parent)
         .map_err(|e| MediaError::io(path, e))?;
     tmp.write_all(bytes).map_err(|e| MediaError::io(path, e))?;

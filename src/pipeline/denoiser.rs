@@ -1,5 +1,6 @@
 //! The spatio-temporal denoiser: a small diffusion transformer over video patches with
 //! factorised space and time attention, text cross-attention and adaLN-Zero conditioning.
+//! It predicts the clean clip; the sampler and the loss work with the implied velocity.
 
 use candle_core::{D, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -7,6 +8,9 @@ use candle_nn::VarBuilder;
 use super::config::StarterConfig;
 use super::layers::{CrossAttention, Linear, Mlp, SelfAttention, layer_norm, sincos};
 use super::text_encoder::TextEmbedding;
+
+/// Smallest flow time used to turn a clean-clip prediction into a velocity.
+pub const MIN_T: f32 = 0.05;
 
 /// Number of frequency channels of the timestep embedding.
 const TIME_FREQS: usize = 64;
@@ -150,6 +154,24 @@ impl Denoiser {
             .reshape(vec![b, t, s, s, 3])
     }
 
+    /// The flow velocity `v = (x_t − x̂₀) / t` implied by the clean-clip prediction, with `t`
+    /// floored at [`MIN_T`] so the division stays tame near the data.
+    pub fn velocity(
+        &self,
+        x: &Tensor,
+        time: &[f32],
+        text: &TextEmbedding,
+        training: bool,
+    ) -> Result<Tensor> {
+        let x0 = self.forward(x, time, text, training)?;
+        let denom: Vec<f32> = time.iter().map(|t| t.max(MIN_T)).collect();
+        let denom = Tensor::from_vec(denom, (time.len(), 1, 1, 1, 1), x.device())?;
+        (x - x0)?.broadcast_div(&denom)
+    }
+
+    /// Predicts the clean clip `x̂₀` (x-prediction: a network narrower than a patch can
+    /// still output clean images, while it could not pass pixel noise through).
+    ///
     /// `x`: noisy clips `(B, T, S, S, 3)`; `time`: `(B,)` flow time in [0, 1] (1 = noise).
     pub fn forward(
         &self,

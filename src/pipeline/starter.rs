@@ -125,10 +125,10 @@ impl StarterModel {
             |x, t| {
                 if guided {
                     let xx = Tensor::cat(&[x, x], 0)?;
-                    let v = den.forward(&xx, &[t, t], &text, false)?;
+                    let v = den.velocity(&xx, &[t, t], &text, false)?;
                     Ok((v.narrow(0, 0, 1)?, Some(v.narrow(0, 1, 1)?)))
                 } else {
-                    Ok((den.forward(x, &[t], &text, false)?, None))
+                    Ok((den.velocity(x, &[t], &text, false)?, None))
                 }
             },
             on_step,

@@ -106,7 +106,7 @@ pub fn loss(
     let xt = (x0.broadcast_mul(&(1.0 - &t)?)? + noise.broadcast_mul(&t)?)?;
     let target = (&noise - x0)?;
     let text = net.encode(seqs, device, true)?;
-    let pred = net.denoiser.forward(&xt, &times, &text, true)?;
+    let pred = net.denoiser.velocity(&xt, &times, &text, true)?;
     (pred - target)?.sqr()?.mean_all()
 }
 

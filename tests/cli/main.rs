@@ -3,6 +3,9 @@
 mod util;
 
 mod errors;
+mod generate;
 mod list;
+mod model;
 mod recovery;
 mod status;
+mod thumbnail;

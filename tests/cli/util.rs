@@ -101,3 +101,63 @@ impl TestEnv {
         }
     }
 }
+
+/// A small untrained model (random weights) written once per test run: generation with it
+/// takes a fraction of a second, so tests of everything around the model stay fast.
+pub fn tiny_model() -> &'static Path {
+    static DIR: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        aivideo::train::write_untrained("tiny", dir.path(), 11).expect("write tiny model");
+        dir
+    })
+    .path()
+}
+
+/// Files directly inside `dir` (empty when it does not exist), sorted.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// `ffprobe -show_streams -show_format` of `path`, parsed. Fails the test when ffprobe is
+/// missing, with the package to install.
+pub fn ffprobe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe is needed for these tests: apt-get install ffmpeg");
+    assert!(
+        out.status.success(),
+        "ffprobe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// Polls `f` every 20 ms for up to `secs` seconds.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}

@@ -1,0 +1,74 @@
+//! `aivideo eval` (hidden): scores a model on the held-out triples with the clip analyser.
+
+use anyhow::{Context as _, Result};
+
+use super::Context;
+use crate::cli::EvalArgs;
+use crate::eval::{evaluate, held_out_prompts};
+use crate::pipeline::{DeviceChoice, ModelSource, load};
+
+pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
+    let p = &ctx.printer;
+    let source = args
+        .model
+        .clone()
+        .map_or(ModelSource::Bundled, ModelSource::Dir);
+    let model = load(&source, DeviceChoice::Cpu).context("cannot load the model")?;
+    let prompts = held_out_prompts(args.per_triple);
+    let seeds: Vec<u64> = (0..args.seeds).collect();
+    let guidance = args.guidance.unwrap_or(model.limits().guidance.default);
+    let bar = p.progress_bar((prompts.len() * seeds.len()) as u64, "evaluating");
+    let s = evaluate(
+        model.as_ref(),
+        &prompts,
+        &seeds,
+        args.steps,
+        guidance,
+        args.size,
+        |c, i, _| {
+            bar.set_position(i as u64);
+            if args.verbose {
+                let ok = |b: bool| if b { "ok" } else { "MISS" };
+                bar.suspend(|| {
+                    p.info(&format!(
+                        "{} | seed {} | saw {} | colour {} bg {} shape {} motion {}",
+                        c.prompt,
+                        c.seed,
+                        c.seen,
+                        ok(c.colour_ok),
+                        ok(c.background_ok),
+                        ok(c.shape_ok),
+                        ok(c.motion_ok)
+                    ))
+                });
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    if p.is_json() {
+        p.json(&s)?;
+        return Ok(0);
+    }
+    let pct = |x: f64| format!("{:5.1} %", 100.0 * x);
+    p.result(&format!(
+        "held-out evaluation: {} prompts x {} seeds = {} clips, {} steps, guidance {}\n\
+         colour      {}  (target >= 90 %)\n\
+         background  {}  (target >= 90 %)\n\
+         motion      {}  (target >= 80 %)\n\
+         shape       {}  (target >= 70 %)\n\
+         flicker     {:.2}  (mean jump of the object's mean colour between frames, RGB units)\n\
+         time        {:.0} s\n",
+        s.prompts,
+        s.seeds_per_prompt,
+        s.clips,
+        s.steps,
+        s.guidance,
+        pct(s.colour),
+        pct(s.background),
+        pct(s.motion),
+        pct(s.shape),
+        s.flicker,
+        s.seconds
+    ))?;
+    Ok(0)
+}
