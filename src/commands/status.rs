@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::Context;
 use crate::cli::StatusArgs;
 use crate::output::{human_bytes, human_duration, sanitize, truncate};
-use crate::pipeline::ModelInfo;
+use crate::pipeline::{DeviceChoice, ModelInfo, ModelSource, load};
 use crate::store::{Job, StatusCounts, Store};
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
@@ -25,8 +25,18 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
             }
         }
         None => {
-            // The model is not loaded by `status` yet: the generate wiring will pass its info.
-            let status = system_status(&store, None).context("cannot read the job history")?;
+            // The model `generate` would use: $AIVIDEO_MODEL, else the bundled one.
+            let source = std::env::var_os("AIVIDEO_MODEL")
+                .map_or(ModelSource::Bundled, |d| ModelSource::Dir(d.into()));
+            let model = match load(&source, DeviceChoice::Auto) {
+                Ok(m) => Some(m.info().clone()),
+                Err(e) => {
+                    ctx.printer.warn(&format!("cannot load the model: {e}"));
+                    None
+                }
+            };
+            let status =
+                system_status(&store, model.as_ref()).context("cannot read the job history")?;
             if ctx.printer.is_json() {
                 ctx.printer.json(&status)?;
             } else {
@@ -123,27 +133,15 @@ pub fn system_status(store: &Store, model: Option<&ModelInfo>) -> Result<SystemS
             total: counts.total(),
         },
         in_progress: store.in_progress()?,
-        devices: available_devices(),
+        devices: crate::pipeline::device::available(),
         model: model.cloned(),
     })
-}
-
-/// Compute back ends compiled into this build (CPU always; CUDA and Metal by cargo feature).
-pub fn available_devices() -> Vec<String> {
-    let mut devices = vec!["cpu".to_string()];
-    if cfg!(feature = "cuda") {
-        devices.push("cuda".into());
-    }
-    if cfg!(feature = "metal") {
-        devices.push("metal".into());
-    }
-    devices
 }
 
 /// The human line for the model in use.
 pub fn describe_model(model: Option<&ModelInfo>) -> String {
     match model {
-        None => "not loaded by this command".into(),
+        None => "none available (see the warning above)".into(),
         Some(m) => {
             let sha = m.weights_sha256.get(..12).unwrap_or(&m.weights_sha256);
             sanitize(&format!(
