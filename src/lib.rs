@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod request;

@@ -2,6 +2,7 @@
 //! subcommand. Commands return the process exit code on success and `anyhow` errors otherwise.
 
 mod list;
+mod serve_metrics;
 mod status;
 
 use anyhow::{Context as _, Result};
@@ -42,7 +43,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::List(args) => list::run(&ctx, args),
         Command::Generate(_) => Err(not_wired("generate")),
         Command::Thumbnail(_) => Err(not_wired("thumbnail")),
-        Command::ServeMetrics(_) => Err(not_wired("serve-metrics")),
+        Command::ServeMetrics(args) => serve_metrics::run(&ctx, args),
     }
 }
 

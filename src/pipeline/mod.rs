@@ -42,7 +42,9 @@ impl std::str::FromStr for Quality {
             "low" => Ok(Quality::Low),
             "medium" => Ok(Quality::Medium),
             "high" => Ok(Quality::High),
-            other => Err(format!("unknown quality `{other}` (expected low, medium or high)")),
+            other => Err(format!(
+                "unknown quality `{other}` (expected low, medium or high)"
+            )),
         }
     }
 }
