@@ -4,5 +4,6 @@ mod util;
 
 mod errors;
 mod list;
+mod metrics;
 mod recovery;
 mod status;
