@@ -42,9 +42,7 @@ impl std::str::FromStr for Quality {
             "low" => Ok(Quality::Low),
             "medium" => Ok(Quality::Medium),
             "high" => Ok(Quality::High),
-            other => Err(format!(
-                "unknown quality `{other}` (expected low, medium or high)"
-            )),
+            other => Err(format!("unknown quality `{other}` (expected low, medium or high)")),
         }
     }
 }
