@@ -9,6 +9,7 @@ pub mod commands;
 pub mod error;
 pub mod eval;
 pub mod media;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod request;

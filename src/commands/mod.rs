@@ -4,6 +4,7 @@
 mod eval;
 mod generate;
 mod list;
+mod serve_metrics;
 mod status;
 mod thumbnail;
 mod train;
@@ -11,7 +12,6 @@ mod train;
 use anyhow::{Context as _, Result};
 
 use crate::cli::{Cli, Command, GlobalArgs};
-use crate::error::{CliError, ErrorCode};
 use crate::output::Printer;
 use crate::store::Store;
 
@@ -46,18 +46,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::List(args) => list::run(&ctx, args),
         Command::Generate(args) => generate::run(&ctx, args),
         Command::Thumbnail(args) => thumbnail::run(&ctx, args),
-        Command::ServeMetrics(_) => Err(not_wired("serve-metrics")),
+        Command::ServeMetrics(args) => serve_metrics::run(&ctx, args),
         Command::Train(args) => train::run(&ctx, args),
         Command::Eval(args) => eval::run(&ctx, args),
     }
-}
-
-/// The honest answer for subcommands whose implementation is not wired into this build yet.
-fn not_wired(name: &str) -> anyhow::Error {
-    CliError::new(
-        ErrorCode::InternalError,
-        format!("`aivideo {name}` is not wired up in this build yet"),
-    )
-    .with_details(serde_json::json!({ "command": name }))
-    .into()
 }
