@@ -295,11 +295,12 @@ pub fn write_config(cfg: &StarterConfig, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes a freshly initialised (untrained) model of `preset` to `dir`: fast fixtures for
-/// tests of everything around the model.
+/// Writes an untrained model of `preset` with random weights everywhere (even where
+/// training starts from zeros, so its output depends on the noise) to `dir`: a fast fixture
+/// for tests of everything around the model.
 pub fn write_untrained(preset: &str, dir: &Path, seed: u64) -> anyhow::Result<StarterConfig> {
     let mut cfg = config_for(preset)?;
-    let params = Params::new(seed);
+    let params = Params::with_options(seed, true);
     StarterNet::new(&cfg, params.var_builder(&Device::Cpu))?;
     std::fs::create_dir_all(dir)?;
     let weights_path = dir.join(&cfg.weights);

@@ -18,6 +18,9 @@ pub struct Params {
 
 struct Inner {
     seed: u64,
+    /// Draw zero-initialised weight matrices at random too (test fixtures only: a
+    /// zero output head would make an untrained model ignore its input).
+    randomize_zero_weights: bool,
     vars: Mutex<BTreeMap<String, Var>>,
 }
 
@@ -29,9 +32,15 @@ fn name_hash(name: &str) -> u64 {
 
 impl Params {
     pub fn new(seed: u64) -> Self {
+        Self::with_options(seed, false)
+    }
+
+    /// Like [`Self::new`]; with `randomize_zero_weights` every weight matrix is random.
+    pub fn with_options(seed: u64, randomize_zero_weights: bool) -> Self {
         Params {
             inner: Arc::new(Inner {
                 seed,
+                randomize_zero_weights,
                 vars: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -91,6 +100,17 @@ impl SimpleBackend for Params {
         }
         let n = s.elem_count();
         let mut rng = Rng::derive(self.inner.seed, &[name_hash(name)]);
+        let h = match h {
+            Init::Const(c)
+                if c == 0.0 && self.inner.randomize_zero_weights && name.ends_with("weight") =>
+            {
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                }
+            }
+            h => h,
+        };
         let data: Vec<f32> = match h {
             Init::Const(c) => vec![c as f32; n],
             Init::Randn { mean, stdev } => rng
