@@ -8,19 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+mod common;
+use common::{arg, median};
 
 fn aivideo(db: &Path, args: &[&str]) -> (f64, String) {
     let t = Instant::now();
@@ -75,8 +64,8 @@ fn seed_jobs(db: &Path, n: usize) -> String {
 }
 
 fn main() {
-    let jobs = arg("--jobs", 100_000);
-    let runs = arg("--runs", 11);
+    let jobs: usize = arg("--jobs", 100_000);
+    let runs: usize = arg("--runs", 11);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("jobs.sqlite3");
     let t = Instant::now();

@@ -12,6 +12,9 @@ const SIZE: u32 = 512;
 const FPS: u32 = 8;
 
 /// A moving gradient with a moving square: some texture and motion for the encoder.
+mod common;
+use common::median;
+
 fn clip(frames: u32) -> Vec<RgbImage> {
     (0..frames)
         .map(|i| {
@@ -25,11 +28,6 @@ fn clip(frames: u32) -> Vec<RgbImage> {
             })
         })
         .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

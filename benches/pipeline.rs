@@ -6,14 +6,12 @@
 
 use std::time::Instant;
 
+mod common;
+use common::{arg, median};
+
 use aivideo::pipeline::{
     Control, DeviceChoice, GenerationParams, ModelSource, Quality, VideoModel, load,
 };
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 /// Peak resident set size of this process in MiB (Linux `VmHWM`).
 fn peak_rss_mib() -> Option<f64> {
@@ -23,18 +21,9 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-fn arg(name: &str, default: u32) -> u32 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let runs = arg("--runs", 5) as usize;
-    let size = arg("--size", 512);
+    let runs: usize = arg("--runs", 5);
+    let size: u32 = arg("--size", 512);
     let t = Instant::now();
     let model: Box<dyn VideoModel> =
         load(&ModelSource::Bundled, DeviceChoice::Cpu).expect("bundled model loads");

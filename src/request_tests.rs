@@ -1,66 +1,10 @@
 //! Unit tests for request validation: every rule, every default, and the wording of messages.
 
 use super::*;
-use crate::pipeline::Preset;
 
-/// The starter model's limits, as the brief declares them.
+/// The limits the bundled starter model declares.
 fn limits() -> Limits {
-    Limits {
-        native_width: 32,
-        native_height: 32,
-        frames: Bound {
-            min: 16,
-            max: 16,
-            default: 16,
-        },
-        fps: Bound {
-            min: 1,
-            max: 30,
-            default: 8,
-        },
-        guidance: Bound {
-            min: 1.0,
-            max: 15.0,
-            default: 4.0,
-        },
-        width: Bound {
-            min: 256,
-            max: 1024,
-            default: 512,
-        },
-        height: Bound {
-            min: 256,
-            max: 1024,
-            default: 512,
-        },
-        size_multiple: 8,
-        presets: [
-            Preset {
-                quality: Quality::Low,
-                steps: Bound {
-                    min: 1,
-                    max: 30,
-                    default: 8,
-                },
-            },
-            Preset {
-                quality: Quality::Medium,
-                steps: Bound {
-                    min: 1,
-                    max: 100,
-                    default: 20,
-                },
-            },
-            Preset {
-                quality: Quality::High,
-                steps: Bound {
-                    min: 50,
-                    max: 100,
-                    default: 50,
-                },
-            },
-        ],
-    }
+    crate::pipeline::starter::starter_limits(&crate::pipeline::config::StarterConfig::small())
 }
 
 fn raw(prompt: &str) -> RawRequest {
