@@ -31,7 +31,8 @@ fn colour_word(c: Colour) -> &'static str {
 }
 
 fn background_word(b: Background, rng: &mut Rng) -> &'static str {
-    rng.pick(b.words())
+    let word: &&'static str = rng.pick(b.words());
+    word
 }
 
 /// The number of caption templates; `caption_with` accepts 0..TEMPLATES.

@@ -97,10 +97,7 @@ pub fn loss(
     device: &Device,
 ) -> candle_core::Result<Tensor> {
     let b = seqs.len();
-    // Logit-normal times concentrate training on the middle of the path.
-    let times: Vec<f32> = (0..b)
-        .map(|_| 1.0 / (1.0 + (-rng.normal()).exp()))
-        .collect();
+    let times: Vec<f32> = (0..b).map(|_| sample_time(rng)).collect();
     let noise = Tensor::from_vec(rng.normals(x0.elem_count()), x0.shape(), device)?;
     let t = Tensor::from_vec(times.clone(), (b, 1, 1, 1, 1), device)?;
     let xt = (x0.broadcast_mul(&(1.0 - &t)?)? + noise.broadcast_mul(&t)?)?;
@@ -108,6 +105,17 @@ pub fn loss(
     let text = net.encode(seqs, device, true)?;
     let pred = net.denoiser.velocity(&xt, &times, &text, true)?;
     (pred - target)?.sqr()?.mean_all()
+}
+
+/// Flow time for one training clip: mostly logit-normal around the middle of the path,
+/// shifted towards noise, plus a uniform share so the noisiest times (where the sampler
+/// starts and the layout is decided) are trained too.
+pub fn sample_time(rng: &mut Rng) -> f32 {
+    if rng.chance(0.25) {
+        rng.f32()
+    } else {
+        1.0 / (1.0 + (-(rng.normal() + 0.5)).exp())
+    }
 }
 
 fn lr_at(o: &TrainOptions, step: u64) -> f64 {
