@@ -48,11 +48,18 @@ pub struct StarterConfig {
     /// Sampler timestep shift (1 = uniform steps).
     pub shift: f32,
     pub default_guidance: f32,
+    /// Classifier-free guidance applies only at flow times at or below this (1 = always).
+    #[serde(default = "always")]
+    pub guidance_max_t: f32,
     /// File name of the weights, relative to the config.
     pub weights: String,
     /// SHA-256 of the weights file, checked at every load.
     pub weights_sha256: String,
     pub training: Option<TrainingRecord>,
+}
+
+fn always() -> f32 {
+    1.0
 }
 
 impl StarterConfig {
@@ -75,6 +82,7 @@ impl StarterConfig {
             vocabulary: Vocabulary::starter(),
             shift: 1.0,
             default_guidance: 4.0,
+            guidance_max_t: 1.0,
             weights: "model.safetensors".into(),
             weights_sha256: String::new(),
             training: None,

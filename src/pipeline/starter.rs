@@ -112,7 +112,11 @@ impl StarterModel {
             vec![cond]
         };
         let text = self.net.encode(&seqs, &self.device, false)?;
+        let cond_text = text.narrow(0, 1)?;
         let text_s = t0.elapsed().as_secs_f64();
+        // Guidance only below this noise level (a guidance interval): at the noisiest
+        // times it adds artefacts rather than following the prompt.
+        let guide_below = self.net.cfg.guidance_max_t;
 
         let t1 = Instant::now();
         let x = sampler::noise(params.seed, &self.net.clip_shape(1), &self.device)?;
@@ -123,12 +127,12 @@ impl StarterModel {
             self.net.cfg.shift,
             params.guidance,
             |x, t| {
-                if guided {
+                if guided && t <= guide_below {
                     let xx = Tensor::cat(&[x, x], 0)?;
                     let v = den.velocity(&xx, &[t, t], &text, false)?;
                     Ok((v.narrow(0, 0, 1)?, Some(v.narrow(0, 1, 1)?)))
                 } else {
-                    Ok((den.velocity(x, &[t], &text, false)?, None))
+                    Ok((den.velocity(x, &[t], &cond_text, false)?, None))
                 }
             },
             on_step,

@@ -220,6 +220,17 @@ pub struct TextEmbedding {
     pub pooled: Tensor,
 }
 
+impl TextEmbedding {
+    /// The embeddings of sequences `start..start + len` of the batch.
+    pub fn narrow(&self, start: usize, len: usize) -> Result<TextEmbedding> {
+        Ok(TextEmbedding {
+            tokens: self.tokens.narrow(0, start, len)?,
+            bias: self.bias.narrow(0, start, len)?,
+            pooled: self.pooled.narrow(0, start, len)?,
+        })
+    }
+}
+
 struct EncoderLayer {
     norm1: LayerNorm,
     attn: SelfAttention,
