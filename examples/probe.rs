@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     let (x0, seqs) = aivideo::train::make_batch(&net, &Triple::training(), 99, 0, 1, 0.0, &dev)?;
     let text = net.encode(&seqs, &dev, false)?;
     let mut rows = Vec::new();
-    for &t in &[0.1f32, 0.3, 0.5, 0.7, 0.9, 1.0] {
+    for &t in &[0.9f32, 0.95, 0.98, 0.99, 0.995, 1.0] {
         let noise = Tensor::from_vec(Rng::new(5).normals(x0.elem_count()), x0.shape(), &dev)?;
         let xt = ((&x0 * (1.0 - t as f64))? + (&noise * t as f64)?)?;
         let pred = net.denoiser.forward(&xt, &[t], &text, false)?;

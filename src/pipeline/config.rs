@@ -47,6 +47,10 @@ pub struct StarterConfig {
     pub vocabulary: Vocabulary,
     /// Sampler timestep shift (1 = uniform steps).
     pub shift: f32,
+    /// Flow time the sampler starts from (1 = pure noise). Below 1 the start is pure
+    /// noise scaled to that level, like EDM's finite σ_max.
+    #[serde(default = "always")]
+    pub t_max: f32,
     pub default_guidance: f32,
     /// Classifier-free guidance applies only at flow times at or below this (1 = always).
     #[serde(default = "always")]
@@ -81,6 +85,7 @@ impl StarterConfig {
             max_tokens: 16,
             vocabulary: Vocabulary::starter(),
             shift: 1.0,
+            t_max: 1.0,
             default_guidance: 4.0,
             guidance_max_t: 1.0,
             weights: "model.safetensors".into(),

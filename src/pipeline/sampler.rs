@@ -10,11 +10,11 @@ use candle_core::{Device, Tensor};
 use super::{Control, PipelineError, Progress};
 use crate::rng::Rng;
 
-/// `steps + 1` flow times from 1 down to 0, warped by `shift` (1 = evenly spaced).
-pub fn timesteps(steps: u32, shift: f32) -> Vec<f32> {
+/// `steps + 1` flow times from `t_max` down to 0, warped by `shift` (1 = evenly spaced).
+pub fn timesteps(steps: u32, shift: f32, t_max: f32) -> Vec<f32> {
     (0..=steps)
         .map(|i| {
-            let t = 1.0 - i as f32 / steps as f32;
+            let t = t_max * (1.0 - i as f32 / steps as f32);
             shift * t / (1.0 + (shift - 1.0) * t)
         })
         .collect()
@@ -26,17 +26,20 @@ pub fn noise(seed: u64, shape: &[usize], device: &Device) -> candle_core::Result
     Tensor::from_vec(Rng::new(seed).normals(n), shape, device)
 }
 
-/// Runs the sampler. `velocity(x, t)` must return `(conditional, unconditional)`
-/// predictions (the second may be `None` when guidance is off).
+/// Runs the sampler from `x` at flow time `t_max` (pure noise scaled by `t_max`: like
+/// EDM's finite σ_max, this starts where the model was trained well). `velocity(x, t)`
+/// must return `(conditional, unconditional)` predictions (the second may be `None` when
+/// guidance is off).
 pub fn sample(
     mut x: Tensor,
     steps: u32,
     shift: f32,
+    t_max: f32,
     guidance: f32,
     mut velocity: impl FnMut(&Tensor, f32) -> candle_core::Result<(Tensor, Option<Tensor>)>,
     on_step: &mut dyn FnMut(Progress) -> Control,
 ) -> Result<Tensor, PipelineError> {
-    let ts = timesteps(steps, shift);
+    let ts = timesteps(steps, shift, t_max);
     let start = Instant::now();
     for (i, w) in ts.windows(2).enumerate() {
         let (t, t_next) = (w[0], w[1]);
@@ -67,9 +70,10 @@ mod tests {
 
     #[test]
     fn timesteps_run_from_noise_to_data() {
-        let ts = timesteps(4, 1.0);
+        let ts = timesteps(4, 1.0, 1.0);
         assert_eq!(ts, vec![1.0, 0.75, 0.5, 0.25, 0.0]);
-        let shifted = timesteps(4, 3.0);
+        assert_eq!(timesteps(2, 1.0, 0.8), vec![0.8, 0.4, 0.0]);
+        let shifted = timesteps(4, 3.0, 1.0);
         assert_eq!(shifted[0], 1.0);
         assert_eq!(shifted[4], 0.0);
         assert!(shifted[2] > 0.5);
@@ -82,7 +86,7 @@ mod tests {
         let x0 = noise(1, &[2], &dev).unwrap();
         // On the straight path from noise to target the velocity is constant.
         let v = (&x0 - &target).unwrap();
-        let out = sample(x0, 7, 1.0, 1.0, |_, _| Ok((v.clone(), None)), &mut |_| {
+        let out = sample(x0, 7, 1.0, 1.0, 1.0, |_, _| Ok((v.clone(), None)), &mut |_| {
             Control::Continue
         })
         .unwrap();
@@ -100,6 +104,7 @@ mod tests {
         let res = sample(
             noise(1, &[2], &dev).unwrap(),
             5,
+            1.0,
             1.0,
             1.0,
             |x, _| Ok((x.clone(), None)),

@@ -119,12 +119,14 @@ impl StarterModel {
         let guide_below = self.net.cfg.guidance_max_t;
 
         let t1 = Instant::now();
-        let x = sampler::noise(params.seed, &self.net.clip_shape(1), &self.device)?;
+        let t_max = self.net.cfg.t_max;
+        let x = (sampler::noise(params.seed, &self.net.clip_shape(1), &self.device)? * t_max as f64)?;
         let den = &self.net.denoiser;
         let out = sampler::sample(
             x,
             params.steps,
             self.net.cfg.shift,
+            t_max,
             params.guidance,
             |x, t| {
                 if guided && t <= guide_below {
