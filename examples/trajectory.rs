@@ -12,7 +12,10 @@ fn main() -> anyhow::Result<()> {
     let g: f64 = a.get(5).map_or(3.0, |s| s.parse().unwrap());
     let t_max: f32 = a.get(6).map_or(1.0, |s| s.parse().unwrap());
     let dev = Device::Cpu;
-    let net = StarterNet::new(&cfg, candle_nn::VarBuilder::from_buffered_safetensors(w, DType::F32, &dev)?)?;
+    let net = StarterNet::new(
+        &cfg,
+        candle_nn::VarBuilder::from_buffered_safetensors(w, DType::F32, &dev)?,
+    )?;
     let text = net.encode(&[net.tokenize(&a[3]).ids, vec![EMPTY]], &dev, false)?;
     let mut x = (sampler::noise(3, &net.clip_shape(1), &dev)? * t_max as f64)?;
     let ts = sampler::timesteps(steps, 1.0, t_max);
@@ -22,7 +25,10 @@ fn main() -> anyhow::Result<()> {
         let x0 = net.denoiser.forward(&xx, &[w[0], w[0]], &text, false)?;
         let (c, u) = (x0.narrow(0, 0, 1)?, x0.narrow(0, 1, 1)?);
         let x0 = (&u + ((&c - &u)? * g)?)?;
-        cols.push(Tensor::cat(&[&x.narrow(1, 0, 1)?, &x0.narrow(1, 0, 1)?], 2)?);
+        cols.push(Tensor::cat(
+            &[&x.narrow(1, 0, 1)?, &x0.narrow(1, 0, 1)?],
+            2,
+        )?);
         let r = (w[1] / w[0]) as f64;
         x = ((&x * r)? + (&x0 * (1.0 - r))?)?;
     }
@@ -30,6 +36,12 @@ fn main() -> anyhow::Result<()> {
     let img = ((img.clamp(-1f32, 1f32)? + 1.0)? * 127.5)?.to_dtype(DType::U8)?;
     let (h, wd, _) = img.dims3()?;
     let im = image::RgbImage::from_raw(wd as u32, h as u32, img.flatten_all()?.to_vec1()?).unwrap();
-    image::imageops::resize(&im, wd as u32 * 3, h as u32 * 3, image::imageops::FilterType::Nearest).save(&a[2])?;
+    image::imageops::resize(
+        &im,
+        wd as u32 * 3,
+        h as u32 * 3,
+        image::imageops::FilterType::Nearest,
+    )
+    .save(&a[2])?;
     Ok(())
 }

@@ -86,9 +86,15 @@ mod tests {
         let x0 = noise(1, &[2], &dev).unwrap();
         // On the straight path from noise to target the velocity is constant.
         let v = (&x0 - &target).unwrap();
-        let out = sample(x0, 7, 1.0, 1.0, 1.0, |_, _| Ok((v.clone(), None)), &mut |_| {
-            Control::Continue
-        })
+        let out = sample(
+            x0,
+            7,
+            1.0,
+            1.0,
+            1.0,
+            |_, _| Ok((v.clone(), None)),
+            &mut |_| Control::Continue,
+        )
         .unwrap();
         let err: f32 = (out - target)
             .unwrap()

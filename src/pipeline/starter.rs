@@ -120,7 +120,8 @@ impl StarterModel {
 
         let t1 = Instant::now();
         let t_max = self.net.cfg.t_max;
-        let x = (sampler::noise(params.seed, &self.net.clip_shape(1), &self.device)? * t_max as f64)?;
+        let x =
+            (sampler::noise(params.seed, &self.net.clip_shape(1), &self.device)? * t_max as f64)?;
         let den = &self.net.denoiser;
         let out = sampler::sample(
             x,
