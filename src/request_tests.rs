@@ -35,7 +35,7 @@ fn defaults_come_from_the_medium_preset_and_limits() {
         (p.steps, p.width, p.height, p.frames, p.fps),
         (20, 512, 512, 16, 8)
     );
-    assert_eq!(p.guidance, 4.0);
+    assert_eq!(p.guidance, limits().guidance.default);
     assert_eq!(p.negative_prompt, None);
     assert!(v.seed_was_random);
     assert!(p.seed <= u64::from(u32::MAX));

@@ -15,7 +15,7 @@ use crate::cli::{Cli, Command, GlobalArgs};
 use crate::output::Printer;
 use crate::store::Store;
 
-pub use status::{SystemStatus, describe_model, system_status};
+pub use status::{SystemStatus, describe_model, model_in_use, system_status};
 
 /// What every command needs: the global flags and the printer.
 pub struct Context {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, anyhow};
 use serde_json::json;
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use super::{Context, system_status};
+use super::{Context, model_in_use, system_status};
 use crate::cancel::CancelFlag;
 use crate::cli::ServeMetricsArgs;
 use crate::metrics::{Format, GpuMonitor, Snapshot, error_chain, open_checked};
@@ -90,6 +90,8 @@ impl Reply {
 struct Metrics {
     db_path: PathBuf,
     gpus: GpuMonitor,
+    /// The model `status` reports, looked up once at start.
+    model: Option<crate::pipeline::ModelInfo>,
 }
 
 impl Metrics {
@@ -131,7 +133,7 @@ impl Metrics {
     fn status(&self) -> Reply {
         let status = open_checked(&self.db_path)
             .map_err(anyhow::Error::from)
-            .and_then(|store| system_status(&store, None));
+            .and_then(|store| system_status(&store, self.model.as_ref()));
         match status.and_then(|s| Ok(serde_json::to_value(s)?)) {
             Ok(value) => Reply::json(200, &value),
             Err(e) => self.unavailable(error_chain(&*e)),
@@ -181,6 +183,7 @@ pub fn run(ctx: &Context, args: &ServeMetricsArgs) -> Result<u8> {
     let state = Metrics {
         db_path: ctx.global.db_path(),
         gpus: GpuMonitor::init(),
+        model: model_in_use(ctx),
     };
     let p = &ctx.printer;
     match state.gpus.unavailable_reason() {

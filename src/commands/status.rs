@@ -25,16 +25,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
             }
         }
         None => {
-            // The model `generate` would use: $AIVIDEO_MODEL, else the bundled one.
-            let source = std::env::var_os("AIVIDEO_MODEL")
-                .map_or(ModelSource::Bundled, |d| ModelSource::Dir(d.into()));
-            let model = match load(&source, DeviceChoice::Auto) {
-                Ok(m) => Some(m.info().clone()),
-                Err(e) => {
-                    ctx.printer.warn(&format!("cannot load the model: {e}"));
-                    None
-                }
-            };
+            let model = model_in_use(ctx);
             let status =
                 system_status(&store, model.as_ref()).context("cannot read the job history")?;
             if ctx.printer.is_json() {
@@ -45,6 +36,20 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
         }
     }
     Ok(crate::error::exit::SUCCESS)
+}
+
+/// The model `generate` would use ($AIVIDEO_MODEL, else the bundled one), or `None` with
+/// a warning when it cannot be loaded.
+pub fn model_in_use(ctx: &Context) -> Option<ModelInfo> {
+    let source = std::env::var_os("AIVIDEO_MODEL")
+        .map_or(ModelSource::Bundled, |d| ModelSource::Dir(d.into()));
+    match load(&source, DeviceChoice::Auto) {
+        Ok(m) => Some(m.info().clone()),
+        Err(e) => {
+            ctx.printer.warn(&format!("cannot load the model: {e}"));
+            None
+        }
+    }
 }
 
 fn ts(t: &DateTime<Utc>) -> String {

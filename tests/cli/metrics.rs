@@ -186,7 +186,7 @@ fn health_status_and_routing() {
     assert_eq!(served["jobs"]["total"], 7);
     assert_eq!(served["in_progress"].as_array().unwrap().len(), 2);
     assert!(served["in_progress"].to_string().contains(&running));
-    assert!(served["model"].is_null());
+    assert_eq!(served["model"]["name"], "aivideo-starter");
     let mut keys: Vec<&str> = served
         .as_object()
         .unwrap()

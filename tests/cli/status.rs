@@ -60,7 +60,11 @@ fn system_status_json_counts_jobs_and_lists_work_in_progress() {
     assert_eq!(in_progress.len(), 1);
     assert_eq!(in_progress[0]["video_id"], running.video_id.as_str());
     assert!(v["devices"].as_array().unwrap().contains(&json!("cpu")));
-    assert!(v["model"].is_null());
+    assert_eq!(
+        v["model"]["name"], "aivideo-starter",
+        "the bundled model: {v}"
+    );
+    assert_eq!(v["model"]["source"], "bundled");
 }
 
 #[test]
