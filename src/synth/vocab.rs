@@ -194,6 +194,31 @@ pub struct Scene {
     pub background: Background,
 }
 
+impl Scene {
+    /// `triple` on `background`.
+    pub fn of(triple: Triple, background: Background) -> Scene {
+        Scene {
+            colour: triple.colour,
+            shape: triple.shape,
+            motion: triple.motion,
+            background,
+        }
+    }
+
+    /// Every scene: each triple on each background it allows.
+    pub fn all() -> Vec<Scene> {
+        Triple::all()
+            .into_iter()
+            .flat_map(|t| {
+                Background::ALL
+                    .into_iter()
+                    .filter(move |b| b.allows(t.colour))
+                    .map(move |b| Scene::of(t, b))
+            })
+            .collect()
+    }
+}
+
 /// A (colour, shape, motion) combination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Triple {

@@ -5,6 +5,7 @@ mod util;
 mod errors;
 mod generate;
 mod list;
+mod media;
 mod metrics;
 mod model;
 mod recovery;

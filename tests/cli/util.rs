@@ -126,11 +126,26 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
-/// `ffprobe -show_streams -show_format` of `path`, parsed. Fails the test when ffprobe is
-/// missing, with the package to install.
+/// Runs a tool from ffmpeg; a missing tool fails the test with install advice.
+pub fn run_tool(tool: &str, args: &[&str]) -> std::process::Output {
+    match Command::new(tool).args(args).output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!(
+                "{tool} not found: install ffmpeg (e.g. `apt-get update && apt-get install -y ffmpeg`) to run these tests"
+            )
+        }
+        Err(e) => panic!("cannot run {tool}: {e}"),
+    }
+}
+
+/// `ffprobe -show_streams -show_format -count_frames` of `path`, parsed; ffprobe must
+/// succeed without a complaint.
 pub fn ffprobe(path: &Path) -> Value {
-    let out = Command::new("ffprobe")
-        .args([
+    let p = path.to_str().unwrap();
+    let out = run_tool(
+        "ffprobe",
+        &[
             "-v",
             "error",
             "-count_frames",
@@ -138,16 +153,20 @@ pub fn ffprobe(path: &Path) -> Value {
             "-show_format",
             "-of",
             "json",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe is needed for these tests: apt-get install ffmpeg");
+            p,
+        ],
+    );
     assert!(
         out.status.success(),
         "ffprobe failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe complained: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Polls `f` every 20 ms for up to `secs` seconds.

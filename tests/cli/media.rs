@@ -1,7 +1,6 @@
-//! Integration tests of `aivideo::media` against real tools: ffprobe, ffmpeg and the image crate.
+//! `aivideo::media` against real tools: ffprobe, ffmpeg and the image crate.
 
 use std::path::Path;
-use std::process::Command;
 
 use aivideo::media::{
     FrameSelector, ImageMetadata, MediaError, VideoMetadata, decode_frame, probe_mp4,
@@ -9,6 +8,8 @@ use aivideo::media::{
 };
 use image::{Rgb, RgbImage};
 use serde_json::Value;
+
+use crate::util::{ffprobe, run_tool};
 
 const FPS: u32 = 8;
 const FRAMES: u32 = 16;
@@ -52,47 +53,6 @@ fn meta() -> VideoMetadata {
             ("quality".into(), "low".into()),
         ],
     }
-}
-
-/// Runs a tool from ffmpeg; a missing tool fails the test with install advice.
-fn run_tool(tool: &str, args: &[&str]) -> std::process::Output {
-    match Command::new(tool).args(args).output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            panic!(
-                "{tool} not found: install ffmpeg (e.g. `apt-get update && apt-get install -y ffmpeg`) to run these tests"
-            )
-        }
-        Err(e) => panic!("cannot run {tool}: {e}"),
-    }
-}
-
-fn ffprobe(path: &Path) -> Value {
-    let p = path.to_str().unwrap();
-    let out = run_tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_streams",
-            "-show_format",
-            "-of",
-            "json",
-            p,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "ffprobe failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "ffprobe complained: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn mean_abs_error(a: &RgbImage, b: &RgbImage) -> f64 {
