@@ -26,12 +26,7 @@ pub fn held_out_prompts(per_triple: usize) -> Vec<EvalPrompt> {
             .filter(|b| b.allows(t.colour))
             .collect();
         for k in 0..per_triple {
-            let scene = Scene {
-                colour: t.colour,
-                shape: t.shape,
-                motion: t.motion,
-                background: bgs[(i + k) % bgs.len()],
-            };
+            let scene = Scene::of(t, bgs[(i + k) % bgs.len()]);
             let prompt = caption_with(&scene, (i * per_triple + k) % TEMPLATES, &mut rng);
             out.push(EvalPrompt { prompt, scene });
         }

@@ -11,8 +11,8 @@ use super::resample::resample_clip;
 use super::sampler;
 use super::text_encoder::{EMPTY, TextEmbedding, TextEncoder, TokenBatch, Tokens};
 use super::{
-    Bound, Control, GenerationParams, Limits, ModelInfo, PipelineError, Preset, Progress, Quality,
-    Video, VideoModel,
+    Bound, Control, GenerationParams, Limits, ModelInfo, PhaseTimings, PipelineError, Preset,
+    Progress, Quality, Video, VideoModel,
 };
 
 /// The network: shared by training and inference so both use one definition.
@@ -60,6 +60,16 @@ impl StarterNet {
     }
 }
 
+/// One clip at the native resolution, before resampling.
+pub struct NativeClip {
+    /// `T` frames of `S×S` RGB bytes.
+    pub frames: Vec<Vec<u8>>,
+    pub text_encoding_s: f64,
+    pub denoising_s: f64,
+    /// Prompt words outside the vocabulary (ignored).
+    pub unknown_words: Vec<String>,
+}
+
 /// The starter model ready for generation.
 pub struct StarterModel {
     net: StarterNet,
@@ -93,14 +103,15 @@ impl StarterModel {
         })
     }
 
-    /// Generates native-resolution frames `(T, S, S, 3)` in [0, 255] without resampling.
+    /// Generates native-resolution frames in [0, 255] without resampling.
     pub fn generate_native(
         &self,
         params: &GenerationParams,
         on_step: &mut dyn FnMut(Progress) -> Control,
-    ) -> Result<(Vec<Vec<u8>>, f64, f64), PipelineError> {
+    ) -> Result<NativeClip, PipelineError> {
         let t0 = Instant::now();
-        let cond = self.net.tokenize(&params.prompt).ids;
+        let prompt = self.net.tokenize(&params.prompt);
+        let cond = prompt.ids;
         let uncond = match &params.negative_prompt {
             Some(neg) => self.net.tokenize(neg).ids,
             None => vec![EMPTY],
@@ -149,7 +160,12 @@ impl StarterModel {
         let flat: Vec<u8> = pixels.flatten_all()?.to_vec1()?;
         let per = flat.len() / t;
         let frames = flat.chunks(per).map(<[u8]>::to_vec).collect();
-        Ok((frames, text_s, t1.elapsed().as_secs_f64()))
+        Ok(NativeClip {
+            frames,
+            text_encoding_s: text_s,
+            denoising_s: t1.elapsed().as_secs_f64(),
+            unknown_words: prompt.unknown,
+        })
     }
 }
 
@@ -240,21 +256,21 @@ impl VideoModel for StarterModel {
                 l.frames.default
             )));
         }
-        let (native, text_s, denoise_s) = self.generate_native(params, on_step)?;
+        let native = self.generate_native(params, on_step)?;
         let t = Instant::now();
         let s = self.net.cfg.native_size as u32;
-        let frames = resample_clip(&native, s, params.width, params.height);
-        let mut video = Video {
+        let frames = resample_clip(&native.frames, s, params.width, params.height);
+        Ok(Video {
             width: params.width,
             height: params.height,
             fps: params.fps,
             frames,
-            timings: Default::default(),
-            ignored_words: self.unknown_words(&params.prompt),
-        };
-        video.timings.text_encoding_s = text_s;
-        video.timings.denoising_s = denoise_s;
-        video.timings.resampling_s = t.elapsed().as_secs_f64();
-        Ok(video)
+            timings: PhaseTimings {
+                text_encoding_s: native.text_encoding_s,
+                denoising_s: native.denoising_s,
+                resampling_s: t.elapsed().as_secs_f64(),
+            },
+            ignored_words: native.unknown_words,
+        })
     }
 }

@@ -188,12 +188,7 @@ pub fn random_scene(rng: &mut Rng, triples: &[super::vocab::Triple]) -> Scene {
         .into_iter()
         .filter(|b| b.allows(t.colour))
         .collect();
-    Scene {
-        colour: t.colour,
-        shape: t.shape,
-        motion: t.motion,
-        background: *rng.pick(&backgrounds),
-    }
+    Scene::of(t, *rng.pick(&backgrounds))
 }
 
 /// Convenience for tests and examples: one scene from its parts.
