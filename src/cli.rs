@@ -457,6 +457,10 @@ pub struct TrainArgs {
     /// Write an untrained model (random weights) and exit: a fast fixture for tests.
     #[arg(long)]
     pub untrained: bool,
+    /// Export the averaged weights of the checkpoint in this run folder into --out and exit
+    /// (to evaluate a run before it finishes).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["untrained", "resume"])]
+    pub export_checkpoint: Option<PathBuf>,
 }
 
 /// Arguments of the hidden `eval` subcommand.

@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 
 use super::Context;
 use crate::cli::TrainArgs;
-use crate::train::{TrainOptions, train, write_untrained};
+use crate::train::{TrainOptions, export_checkpoint, train, write_untrained};
 
 pub fn run(ctx: &Context, args: &TrainArgs) -> Result<u8> {
     let p = &ctx.printer;
@@ -17,6 +17,22 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> Result<u8> {
             p.result(&format!(
                 "wrote an untrained `{}` model to {}\n",
                 args.preset,
+                args.out.display()
+            ))?;
+        }
+        return Ok(0);
+    }
+    if let Some(run_dir) = &args.export_checkpoint {
+        let cfg = export_checkpoint(run_dir, &args.out).with_context(|| {
+            format!("exporting the checkpoint in {} to {}", run_dir.display(), args.out.display())
+        })?;
+        let steps = cfg.training.as_ref().map_or(0, |r| r.steps);
+        if p.is_json() {
+            p.json(&cfg)?;
+        } else {
+            p.result(&format!(
+                "exported step {steps} of {} to {}\n",
+                run_dir.display(),
                 args.out.display()
             ))?;
         }
