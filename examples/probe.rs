@@ -2,7 +2,7 @@
 //! times, and saves what the model predicts (noisy input, prediction of frames 0 and 8,
 //! target) as one image, with the error per time on stdout.
 //!
-//! `cargo run --example probe -- MODEL_DIR OUT.png`
+//! `cargo run --example probe -- MODEL_DIR OUT.png [T,T,…]`
 use aivideo::pipeline::{starter::StarterNet, weights};
 use aivideo::rng::Rng;
 use aivideo::synth::vocab::Triple;
@@ -13,6 +13,13 @@ fn main() -> anyhow::Result<()> {
     let (Some(dir), Some(out)) = (args.next(), args.next()) else {
         anyhow::bail!("usage: probe MODEL_DIR OUT.png");
     };
+    let times: Vec<f32> = match args.next() {
+        Some(list) => list
+            .split(',')
+            .map(|t| t.parse())
+            .collect::<Result<_, _>>()?,
+        None => vec![0.05, 0.2, 0.5, 0.8, 0.95, 1.0],
+    };
     let dir = std::path::PathBuf::from(dir);
     let (cfg, w, _) = weights::load_dir(&dir)?;
     let dev = Device::Cpu;
@@ -21,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     let (x0, seqs) = aivideo::train::make_batch(&net, &Triple::training(), 99, 0, 1, 0.0, &dev)?;
     let text = net.encode(&seqs, &dev, false)?;
     let mut rows = Vec::new();
-    for &t in &[0.9f32, 0.95, 0.98, 0.99, 0.995, 1.0] {
+    for &t in &times {
         let noise = Tensor::from_vec(Rng::new(5).normals(x0.elem_count()), x0.shape(), &dev)?;
         let xt = ((&x0 * (1.0 - t as f64))? + (&noise * t as f64)?)?;
         let pred = net.denoiser.forward(&xt, &[t], &text, false)?;
@@ -37,7 +44,7 @@ fn main() -> anyhow::Result<()> {
             3,
         )?);
     }
-    let img = Tensor::cat(&rows, 2)?.squeeze(0)?.squeeze(0)?; // (H*6, W*4, 3)
+    let img = Tensor::cat(&rows, 2)?.squeeze(0)?.squeeze(0)?; // (H·times, W·4, 3)
     let img = ((img.clamp(-1f32, 1f32)? + 1.0)? * 127.5)?.to_dtype(DType::U8)?;
     let (h, w, _) = img.dims3()?;
     let data: Vec<u8> = img.flatten_all()?.to_vec1()?;
