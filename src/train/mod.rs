@@ -380,6 +380,10 @@ mod tests {
         let resumed = train(&opts(&b, 4), true, &mut |r| seen.push(r.step)).unwrap();
         assert_eq!(seen, vec![3, 4], "resume continues after the checkpoint");
         assert_eq!(straight.weights_sha256, resumed.weights_sha256);
+        // The last checkpoint holds the same averaged weights the run exported.
+        let exported = export_checkpoint(&a, &base.path().join("x")).unwrap();
+        assert_eq!(exported.weights_sha256, straight.weights_sha256);
+        assert_eq!(exported.training.as_ref().unwrap().steps, 4);
         let rec = straight.training.unwrap();
         assert_eq!(rec.held_out.len(), 28);
         assert!(rec.final_loss.is_finite() && rec.final_loss > 0.0);
