@@ -79,10 +79,28 @@ impl Store {
             path,
             host: this_host(),
         };
-        store.configure_for_write()?;
-        store.migrate()?;
-        store.recover_interrupted()?;
-        Ok(store)
+        // Switching a fresh file to WAL can fail with SQLITE_BUSY at once, without SQLite's
+        // busy handler, while another process is doing the same: retry the whole set-up
+        // (every step is idempotent) until the usual busy timeout runs out.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let mut pause = std::time::Duration::from_millis(2);
+        loop {
+            match store.prepare_for_write() {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(100));
+                }
+                done => return done.map(|()| store),
+            }
+        }
+    }
+
+    /// Journal mode and pragmas, pending migrations, then recovery of dead jobs.
+    fn prepare_for_write(&mut self) -> Result<()> {
+        self.configure_for_write()?;
+        self.migrate()?;
+        self.recover_interrupted()?;
+        Ok(())
     }
 
     /// Opens an existing database for monitoring: never creates the file, never writes,
