@@ -24,7 +24,11 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> Result<u8> {
     }
     if let Some(run_dir) = &args.export_checkpoint {
         let cfg = export_checkpoint(run_dir, &args.out).with_context(|| {
-            format!("exporting the checkpoint in {} to {}", run_dir.display(), args.out.display())
+            format!(
+                "exporting the checkpoint in {} to {}",
+                run_dir.display(),
+                args.out.display()
+            )
         })?;
         let steps = cfg.training.as_ref().map_or(0, |r| r.steps);
         if p.is_json() {
