@@ -7,7 +7,7 @@ use std::process::Stdio;
 use aivideo::store::JobStatus;
 use serde_json::Value;
 
-use crate::util::{TestEnv, ffprobe, files_in, tiny_model, wait_for};
+use crate::util::{TestEnv, expect_exit, ffprobe, files_in, tiny_model, wait_for};
 
 fn tiny(env: &TestEnv, extra: &[&str]) -> crate::util::Run {
     let model = tiny_model().to_str().unwrap();
@@ -324,12 +324,7 @@ fn four_processes_writing_at_once_all_succeed() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        expect_exit(&out, 0);
     }
     let jobs = env.store().list(10, 0, None).unwrap();
     assert_eq!(jobs.len(), 4);
@@ -379,12 +374,7 @@ fn sigint_cancels_the_job_removes_partial_files_and_exits_130() {
     let (child, id) = start_long(&env);
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_exit(&out, 130);
     let job = env.store().get(&id).unwrap();
     assert_eq!(job.status, JobStatus::Canceled);
     assert_eq!(job.error_code.as_deref(), Some("CANCELED"));

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::TestEnv;
+use crate::util::{TestEnv, expect_exit};
 
 /// Seeds `n` jobs (oldest first) and returns their ids in creation order.
 fn seed(env: &TestEnv, n: usize) -> Vec<String> {
@@ -149,12 +149,7 @@ fn a_closed_stdout_is_not_an_error() {
     // Close the reading end before the binary writes.
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_exit(&out, 0);
     assert!(
         out.stderr.is_empty(),
         "{}",

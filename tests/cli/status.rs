@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::util::TestEnv;
+use crate::util::{TestEnv, expect_exit};
 
 #[test]
 fn system_status_on_a_new_database_human() {
@@ -153,12 +153,7 @@ fn many_processes_opening_a_fresh_database_at_once_all_succeed() {
         .collect();
     for child in children {
         let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "stderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        expect_exit(&out, 0);
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON on stdout");
     }
     assert_eq!(env.store().schema_version().unwrap(), 1);

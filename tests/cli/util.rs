@@ -126,6 +126,16 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Asserts that a spawned process exited with `code`, showing its stderr otherwise.
+pub fn expect_exit(out: &std::process::Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs a tool from ffmpeg; a missing tool fails the test with install advice.
 pub fn run_tool(tool: &str, args: &[&str]) -> std::process::Output {
     match Command::new(tool).args(args).output() {
