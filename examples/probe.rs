@@ -25,7 +25,8 @@ fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let vb = candle_nn::VarBuilder::from_buffered_safetensors(w, DType::F32, &dev)?;
     let net = StarterNet::new(&cfg, vb)?;
-    let (x0, seqs) = aivideo::train::make_batch(&net, &Triple::training(), 99, 0, 1, 0.0, &dev)?;
+    let aivideo::train::Batch { x0, seqs, .. } =
+        aivideo::train::make_batch(&net, &Triple::training(), 99, 0, 1, 0.0, &dev)?;
     let text = net.encode(&seqs, &dev, false)?;
     let mut rows = Vec::new();
     for &t in &times {

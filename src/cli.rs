@@ -439,6 +439,9 @@ pub struct TrainArgs {
     /// Peak learning rate (linear warm-up, then cosine decay to 10 %).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Extra loss weight on the object's pixels (0 = plain MSE over the whole frame).
+    #[arg(long, default_value_t = 0.0)]
+    pub object_weight: f32,
     /// Seed of the rendered training clips and captions.
     #[arg(long, default_value_t = 1)]
     pub dataset_seed: u64,

@@ -53,6 +53,7 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> Result<u8> {
         dataset_seed: args.dataset_seed,
         init_seed: args.init_seed,
         cond_dropout: 0.1,
+        object_weight: args.object_weight,
         checkpoint_every: args.checkpoint_every.max(1),
         preset: args.preset.clone(),
     };

@@ -17,6 +17,9 @@ pub struct TrainingRecord {
     pub dataset_seed: u64,
     pub init_seed: u64,
     pub cond_dropout: f32,
+    /// Extra loss weight on the object's pixels (absent in configs from before it existed).
+    #[serde(default)]
+    pub object_weight: f32,
     /// Held-out (colour, shape, motion) triples, as "colour shape motion".
     pub held_out: Vec<String>,
     pub held_out_rule: String,

@@ -35,6 +35,11 @@ pub struct TrainOptions {
     pub dataset_seed: u64,
     pub init_seed: u64,
     pub cond_dropout: f32,
+    /// Extra loss weight on the object's pixels (0 = plain MSE). The object covers about a
+    /// tenth of the frame, so without it the prompt's colour, shape and motion are a small
+    /// share of the loss next to the background.
+    #[serde(default)]
+    pub object_weight: f32,
     pub checkpoint_every: u64,
     /// `small` (the bundled model) or `tiny` (tests).
     pub preset: String,
@@ -56,7 +61,17 @@ pub struct StepReport {
     pub smoothed_loss: f64,
 }
 
-/// One training batch: clean clips in [-1, 1] and their token sequences.
+/// One training batch.
+pub struct Batch {
+    /// Clean clips in [-1, 1], `(B, T, S, S, 3)`.
+    pub x0: Tensor,
+    /// How much of each pixel the object covers, in [0, 1], `(B, T, S, S, 1)`.
+    pub cover: Tensor,
+    /// Token ids of each clip's caption (or `<empty>` for the unconditional branch).
+    pub seqs: Vec<Vec<u32>>,
+}
+
+/// Renders one training batch; the same seed and step always give the same batch.
 pub fn make_batch(
     net: &StarterNet,
     triples: &[Triple],
@@ -65,17 +80,20 @@ pub fn make_batch(
     batch: usize,
     cond_dropout: f32,
     device: &Device,
-) -> candle_core::Result<(Tensor, Vec<Vec<u32>>)> {
+) -> candle_core::Result<Batch> {
     let s = net.cfg.native_size;
     let frames = net.cfg.frames;
     let mut pixels = Vec::with_capacity(batch * frames * s * s * 3);
+    let mut cover = Vec::with_capacity(batch * frames * s * s);
     let mut seqs = Vec::with_capacity(batch);
     for i in 0..batch {
         let mut rng = Rng::derive(seed, &[step, i as u64]);
         let scene = random_scene(&mut rng, triples);
         let clip = ClipSpec::sample(scene, s, frames, &mut rng).render();
+        let (fg, bg) = (scene.colour.rgb(), scene.background.rgb());
         for f in &clip.frames {
             pixels.extend(f.iter().map(|&v| v as f32 / 127.5 - 1.0));
+            cover.extend(f.chunks(3).map(|p| coverage(p, fg, bg)));
         }
         let text = caption(&scene, &mut rng);
         seqs.push(if rng.chance(cond_dropout) {
@@ -84,18 +102,30 @@ pub fn make_batch(
             net.tokenize(&text).ids
         });
     }
-    let x0 = Tensor::from_vec(pixels, net.clip_shape(batch).to_vec(), device)?;
-    Ok((x0, seqs))
+    let shape = net.clip_shape(batch);
+    let x0 = Tensor::from_vec(pixels, shape.to_vec(), device)?;
+    let cover = Tensor::from_vec(cover, [&shape[..4], &[1]].concat(), device)?;
+    Ok(Batch { x0, cover, seqs })
 }
 
-/// Flow-matching loss for one batch: noise the clips at random times, predict the clean clips.
+/// The object's share of a rendered pixel, from how far it is from the background along
+/// the channel where object and background differ most.
+fn coverage(px: &[u8], fg: [u8; 3], bg: [u8; 3]) -> f32 {
+    let c = (0..3).max_by_key(|&c| fg[c].abs_diff(bg[c])).unwrap_or(0);
+    let full = fg[c] as f32 - bg[c] as f32;
+    ((px[c] as f32 - bg[c] as f32) / full).clamp(0.0, 1.0)
+}
+
+/// Flow-matching loss for one batch: noise the clips at random times, predict the clean
+/// clips, and weigh each pixel's squared error by `1 + object_weight · cover`.
 pub fn loss(
     net: &StarterNet,
-    x0: &Tensor,
-    seqs: &[Vec<u32>],
+    batch: &Batch,
+    object_weight: f32,
     rng: &mut Rng,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
+    let Batch { x0, cover, seqs } = batch;
     let b = seqs.len();
     let times: Vec<f32> = (0..b).map(|_| sample_time(rng)).collect();
     let noise = Tensor::from_vec(rng.normals(x0.elem_count()), x0.shape(), device)?;
@@ -105,7 +135,13 @@ pub fn loss(
     // Plain x-prediction loss: every noise level weighs the same, so the noisiest ones,
     // where a sample's layout is decided, are not drowned out by the easy low-noise ones.
     let pred = net.denoiser.forward(&xt, &times, &text, true)?;
-    (pred - x0)?.sqr()?.mean_all()
+    let weight = ((cover * object_weight as f64)? + 1.0)?;
+    let total = (weight.sum_all()? * 3.0)?;
+    (pred - x0)?
+        .sqr()?
+        .broadcast_mul(&weight)?
+        .sum_all()?
+        .div(&total)
 }
 
 /// Flow time for one training clip: mostly logit-normal around the middle of the path,
@@ -173,7 +209,7 @@ pub fn train(
     let t0 = Instant::now();
     let mut smoothed = recent.last().copied().unwrap_or(1.0);
     for step in start..opts.steps {
-        let (x0, seqs) = make_batch(
+        let batch = make_batch(
             &net,
             &triples,
             opts.dataset_seed,
@@ -183,7 +219,7 @@ pub fn train(
             &device,
         )?;
         let mut rng = Rng::derive(opts.dataset_seed ^ 0x5EED, &[step]);
-        let l = loss(&net, &x0, &seqs, &mut rng, &device)?;
+        let l = loss(&net, &batch, opts.object_weight, &mut rng, &device)?;
         let value = l.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
             anyhow::bail!("training diverged at step {step} (loss {value})");
@@ -250,6 +286,7 @@ fn export(
         dataset_seed: opts.dataset_seed,
         init_seed: opts.init_seed,
         cond_dropout: opts.cond_dropout,
+        object_weight: opts.object_weight,
         held_out: Triple::held_out().iter().map(|t| t.label()).collect(),
         held_out_rule: "(colour_index + 2*shape_index + 3*motion_index) % 6 == 0".into(),
         final_loss,
@@ -356,6 +393,30 @@ mod tests {
     }
 
     #[test]
+    fn cover_marks_the_object_and_only_the_object() {
+        let cfg = StarterConfig::tiny();
+        let net = StarterNet::new(&cfg, Params::new(1).var_builder(&Device::Cpu)).unwrap();
+        let batch = make_batch(&net, &Triple::training(), 3, 0, 2, 0.0, &Device::Cpu).unwrap();
+        let cover: Vec<f32> = batch.cover.flatten_all().unwrap().to_vec1().unwrap();
+        let x0: Vec<f32> = batch.x0.flatten_all().unwrap().to_vec1().unwrap();
+        let full = cover.iter().filter(|&&c| c == 1.0).count();
+        let none = cover.iter().filter(|&&c| c == 0.0).count();
+        let edge = cover.len() - full - none;
+        // An object of a tenth of the frame or so, with anti-aliased edges.
+        assert!(full * 30 > cover.len() && full * 4 < cover.len(), "{full}");
+        assert!(edge > 0 && edge < full, "{edge} edge pixels");
+        // Uncovered pixels are exactly the background: the first pixel's colour.
+        let frame = cfg.native_size * cfg.native_size;
+        for (i, &c) in cover.iter().enumerate() {
+            let bg = &x0[(i / frame) * frame * 3..][..3];
+            let px = &x0[i * 3..i * 3 + 3];
+            if c == 0.0 {
+                assert_eq!(px, bg, "pixel {i}");
+            }
+        }
+    }
+
+    #[test]
     fn training_is_reproducible_and_resumes_to_the_same_weights() {
         let base = tempfile::tempdir().unwrap();
         let opts = |dir: &Path, steps| TrainOptions {
@@ -369,6 +430,7 @@ mod tests {
             dataset_seed: 4,
             init_seed: 5,
             cond_dropout: 0.1,
+            object_weight: 4.0,
             checkpoint_every: 2,
             preset: "tiny".into(),
         };
