@@ -472,9 +472,13 @@ pub struct EvalArgs {
     /// Model folder to evaluate (default: the bundled model).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Prompts per held-out triple (28 triples).
+    /// Prompts per triple (28 held-out triples, 140 training ones).
     #[arg(long, default_value_t = 3)]
     pub per_triple: usize,
+    /// Which triples to prompt for: the held-out ones (the reported score) or the training
+    /// ones (to tune sampler settings without fitting them to the held-out set).
+    #[arg(long, value_enum, default_value = "held-out")]
+    pub split: crate::eval::Split,
     /// Seeds per prompt (0, 1, …).
     #[arg(long, default_value_t = 2)]
     pub seeds: u64,

@@ -16,11 +16,24 @@ pub struct EvalPrompt {
     pub scene: Scene,
 }
 
-/// `per_triple` prompts for every held-out triple, with varied backgrounds and wording.
-pub fn held_out_prompts(per_triple: usize) -> Vec<EvalPrompt> {
-    let mut rng = Rng::new(0xE7A1);
+/// Which (colour, shape, motion) triples an evaluation prompts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Split {
+    /// The triples training never sees: the score the targets are about.
+    HeldOut,
+    /// The training triples: for tuning sampler settings without looking at the held-out set.
+    Training,
+}
+
+/// `per_triple` prompts for every triple of `split`, with varied backgrounds and wording.
+pub fn prompts(split: Split, per_triple: usize) -> Vec<EvalPrompt> {
+    let (triples, seed) = match split {
+        Split::HeldOut => (Triple::held_out(), 0xE7A1),
+        Split::Training => (Triple::training(), 0x7EA1),
+    };
+    let mut rng = Rng::new(seed);
     let mut out = Vec::new();
-    for (i, t) in Triple::held_out().into_iter().enumerate() {
+    for (i, t) in triples.into_iter().enumerate() {
         let bgs: Vec<Background> = Background::ALL
             .into_iter()
             .filter(|b| b.allows(t.colour))
@@ -141,8 +154,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn training_split_prompts_only_for_training_triples() {
+        let ps = prompts(Split::Training, 1);
+        assert_eq!(ps.len(), Triple::training().len());
+        assert!(ps.iter().all(|p| {
+            !Triple {
+                colour: p.scene.colour,
+                shape: p.scene.shape,
+                motion: p.scene.motion,
+            }
+            .is_held_out()
+        }));
+    }
+
+    #[test]
     fn prompts_cover_every_held_out_triple_with_several_backgrounds() {
-        let ps = held_out_prompts(3);
+        let ps = prompts(Split::HeldOut, 3);
         assert!(ps.len() >= 60);
         for t in Triple::held_out() {
             let mine: Vec<_> = ps

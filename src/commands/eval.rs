@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 
 use super::Context;
 use crate::cli::EvalArgs;
-use crate::eval::{evaluate, held_out_prompts};
+use crate::eval::{Split, evaluate, prompts};
 use crate::pipeline::{DeviceChoice, ModelSource, load};
 
 pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
@@ -14,7 +14,7 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
         .clone()
         .map_or(ModelSource::Bundled, ModelSource::Dir);
     let model = load(&source, DeviceChoice::Cpu).context("cannot load the model")?;
-    let prompts = held_out_prompts(args.per_triple);
+    let prompts = prompts(args.split, args.per_triple);
     let seeds: Vec<u64> = (0..args.seeds).collect();
     let guidance = args.guidance.unwrap_or(model.limits().guidance.default);
     let bar = p.progress_bar((prompts.len() * seeds.len()) as u64, "evaluating");
@@ -51,13 +51,17 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
     }
     let pct = |x: f64| format!("{:5.1} %", 100.0 * x);
     p.result(&format!(
-        "held-out evaluation: {} prompts x {} seeds = {} clips, {} steps, guidance {}\n\
+        "{} evaluation: {} prompts x {} seeds = {} clips, {} steps, guidance {}\n\
          colour      {}  (target >= 90 %)\n\
          background  {}  (target >= 90 %)\n\
          motion      {}  (target >= 80 %)\n\
          shape       {}  (target >= 70 %)\n\
          flicker     {:.2}  (mean jump of the object's mean colour between frames, RGB units)\n\
          time        {:.0} s\n",
+        match args.split {
+            Split::HeldOut => "held-out",
+            Split::Training => "training-triple",
+        },
         s.prompts,
         s.seeds_per_prompt,
         s.clips,

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::layers::Activation;
 use super::text_encoder::Vocabulary;
 
 /// Architecture name the registry dispatches on.
@@ -45,6 +46,9 @@ pub struct StarterConfig {
     pub depth: usize,
     pub heads: usize,
     pub mlp_ratio: usize,
+    /// Nonlinearity of the feed-forward blocks (GELU in configs from before it existed).
+    #[serde(default)]
+    pub activation: Activation,
     pub text_layers: usize,
     pub max_tokens: usize,
     pub vocabulary: Vocabulary,
@@ -84,6 +88,7 @@ impl StarterConfig {
             depth: 4,
             heads: 4,
             mlp_ratio: 4,
+            activation: Activation::Relu,
             text_layers: 2,
             max_tokens: 16,
             vocabulary: Vocabulary::starter(),

@@ -47,7 +47,7 @@ impl Block {
             spatial: SelfAttention::new(d, cfg.heads, vb.pp("spatial"))?,
             temporal: SelfAttention::new(d, cfg.heads, vb.pp("temporal"))?,
             cross: CrossAttention::new(d, d, cfg.heads, vb.pp("cross"))?,
-            mlp: Mlp::new(d, cfg.mlp_ratio * d, vb.pp("mlp"))?,
+            mlp: Mlp::new(d, cfg.mlp_ratio * d, cfg.activation, vb.pp("mlp"))?,
         })
     }
 

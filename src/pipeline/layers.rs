@@ -2,6 +2,7 @@
 
 use candle_core::{D, DType, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
 
 /// A dense layer `y = x·Wᵀ + b` over the last dimension of any-rank input.
 #[derive(Debug, Clone)]
@@ -187,25 +188,43 @@ impl CrossAttention {
     }
 }
 
-/// Two-layer feed-forward block with a GELU in between.
+/// The nonlinearity inside the feed-forward blocks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// GELU (tanh approximation).
+    #[default]
+    Gelu,
+    /// ReLU: far cheaper on the CPU, forward and backward.
+    Relu,
+}
+
+/// Two-layer feed-forward block with a nonlinearity in between.
 #[derive(Debug, Clone)]
 pub struct Mlp {
     fc1: Linear,
     fc2: Linear,
+    act: Activation,
 }
 
 impl Mlp {
-    pub fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(dim: usize, hidden: usize, act: Activation, vb: VarBuilder) -> Result<Self> {
         Ok(Mlp {
             fc1: Linear::new(dim, hidden, vb.pp("fc1"))?,
             fc2: Linear::new(hidden, dim, vb.pp("fc2"))?,
+            act,
         })
     }
 }
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
+        let h = self.fc1.forward(x)?;
+        let h = match self.act {
+            Activation::Gelu => h.gelu()?,
+            Activation::Relu => h.relu()?,
+        };
+        self.fc2.forward(&h)
     }
 }
 

@@ -5,7 +5,7 @@ use candle_core::{D, DType, Device, Module, Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{LayerNorm, Mlp, SelfAttention, mask_bias, sincos};
+use super::layers::{Activation, LayerNorm, Mlp, SelfAttention, mask_bias, sincos};
 
 /// Token 0 pads sequences; token 1 stands for "no prompt" (the unconditional branch).
 pub const PAD: u32 = 0;
@@ -269,7 +269,7 @@ impl TextEncoder {
                     norm1: LayerNorm::new(dim, vb.pp("norm1"))?,
                     attn: SelfAttention::new(dim, heads, vb.pp("attn"))?,
                     norm2: LayerNorm::new(dim, vb.pp("norm2"))?,
-                    mlp: Mlp::new(dim, 2 * dim, vb.pp("mlp"))?,
+                    mlp: Mlp::new(dim, 2 * dim, Activation::Gelu, vb.pp("mlp"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
