@@ -424,6 +424,14 @@ mod tests {
     }
 }
 
+/// A number in (0, 1].
+fn fraction(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
+        _ => Err(format!("expected a fraction in (0, 1], got `{s}`")),
+    }
+}
+
 /// Arguments of the hidden `train` subcommand.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -442,6 +450,10 @@ pub struct TrainArgs {
     /// Extra loss weight on the object's pixels (0 = plain MSE over the whole frame).
     #[arg(long, default_value_t = 0.0)]
     pub object_weight: f32,
+    /// Fraction of the run over which the object weight fades linearly to 0, so the last
+    /// steps train plain MSE (unset: the weight stays for the whole run).
+    #[arg(long, value_name = "FRACTION", value_parser = fraction)]
+    pub object_weight_until: Option<f32>,
     /// Seed of the rendered training clips and captions.
     #[arg(long, default_value_t = 1)]
     pub dataset_seed: u64,

@@ -1,4 +1,8 @@
-//! Helpers shared by the benchmark binaries: medians and `--name value` arguments.
+//! Helpers shared by the benchmark binaries: medians, `--name value` arguments, and the
+//! allocator the `aivideo` binary uses (so the timings are the binary's).
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The median of `v` (the upper one for an even count).
 pub fn median(mut v: Vec<f64>) -> f64 {

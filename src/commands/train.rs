@@ -54,6 +54,7 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> Result<u8> {
         init_seed: args.init_seed,
         cond_dropout: 0.1,
         object_weight: args.object_weight,
+        object_weight_until: args.object_weight_until,
         checkpoint_every: args.checkpoint_every.max(1),
         preset: args.preset.clone(),
     };

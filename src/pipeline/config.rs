@@ -21,6 +21,9 @@ pub struct TrainingRecord {
     /// Extra loss weight on the object's pixels (absent in configs from before it existed).
     #[serde(default)]
     pub object_weight: f32,
+    /// Fraction of the run over which the object weight faded to 0 (absent: constant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_weight_until: Option<f32>,
     /// Held-out (colour, shape, motion) triples, as "colour shape motion".
     pub held_out: Vec<String>,
     pub held_out_rule: String,
@@ -128,5 +131,22 @@ impl StarterConfig {
     /// Values per token: `tubelet × patch × patch × 3`.
     pub fn token_values(&self) -> usize {
         self.tubelet * self.patch * self.patch * 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_written_before_newer_fields_still_load() {
+        let mut json = serde_json::to_value(StarterConfig::small()).unwrap();
+        let obj = json.as_object_mut().unwrap();
+        for key in ["activation", "t_max", "guidance_max_t"] {
+            assert!(obj.remove(key).is_some(), "{key}");
+        }
+        let old: StarterConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.activation, Activation::Gelu);
+        assert_eq!((old.t_max, old.guidance_max_t), (1.0, 1.0));
     }
 }

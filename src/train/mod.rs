@@ -40,6 +40,12 @@ pub struct TrainOptions {
     /// share of the loss next to the background.
     #[serde(default)]
     pub object_weight: f32,
+    /// Fraction of the run over which the object weight fades linearly to 0 (`None`: it
+    /// stays). The weight depends on the target, so it biases the prediction towards the
+    /// object where the layout is uncertain (objects come out too big); plain MSE at the
+    /// end of the run removes that bias, after the prompt's colour has been learned.
+    #[serde(default)]
+    pub object_weight_until: Option<f32>,
     pub checkpoint_every: u64,
     /// `small` (the bundled model) or `tiny` (tests).
     pub preset: String,
@@ -155,6 +161,17 @@ pub fn sample_time(rng: &mut Rng) -> f32 {
     }
 }
 
+/// The object weight at `step`: constant, or fading linearly to 0 by `object_weight_until`.
+fn object_weight_at(o: &TrainOptions, step: u64) -> f32 {
+    match o.object_weight_until {
+        None => o.object_weight,
+        Some(f) => {
+            let end = f * o.steps as f32;
+            o.object_weight * (1.0 - step as f32 / end.max(1.0)).max(0.0)
+        }
+    }
+}
+
 fn lr_at(o: &TrainOptions, step: u64) -> f64 {
     if step < o.warmup {
         return o.learning_rate * (step + 1) as f64 / o.warmup as f64;
@@ -219,7 +236,13 @@ pub fn train(
             &device,
         )?;
         let mut rng = Rng::derive(opts.dataset_seed ^ 0x5EED, &[step]);
-        let l = loss(&net, &batch, opts.object_weight, &mut rng, &device)?;
+        let l = loss(
+            &net,
+            &batch,
+            object_weight_at(opts, step),
+            &mut rng,
+            &device,
+        )?;
         let value = l.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
             anyhow::bail!("training diverged at step {step} (loss {value})");
@@ -287,6 +310,7 @@ fn export(
         init_seed: opts.init_seed,
         cond_dropout: opts.cond_dropout,
         object_weight: opts.object_weight,
+        object_weight_until: opts.object_weight_until,
         held_out: Triple::held_out().iter().map(|t| t.label()).collect(),
         held_out_rule: "(colour_index + 2*shape_index + 3*motion_index) % 6 == 0".into(),
         final_loss,
@@ -393,6 +417,30 @@ mod tests {
     }
 
     #[test]
+    fn object_weight_fades_to_zero_by_the_given_fraction() {
+        let mut o = TrainOptions {
+            out_dir: PathBuf::new(),
+            steps: 100,
+            batch_size: 1,
+            learning_rate: 1e-3,
+            warmup: 1,
+            weight_decay: 0.0,
+            ema_decay: 0.9,
+            dataset_seed: 1,
+            init_seed: 1,
+            cond_dropout: 0.1,
+            object_weight: 4.0,
+            object_weight_until: Some(0.5),
+            checkpoint_every: 10,
+            preset: "tiny".into(),
+        };
+        let w: Vec<f32> = [0, 25, 50, 99].map(|s| object_weight_at(&o, s)).to_vec();
+        assert_eq!(w, vec![4.0, 2.0, 0.0, 0.0]);
+        o.object_weight_until = None;
+        assert_eq!(object_weight_at(&o, 99), 4.0);
+    }
+
+    #[test]
     fn cover_marks_the_object_and_only_the_object() {
         let cfg = StarterConfig::tiny();
         let net = StarterNet::new(&cfg, Params::new(1).var_builder(&Device::Cpu)).unwrap();
@@ -431,6 +479,8 @@ mod tests {
             init_seed: 5,
             cond_dropout: 0.1,
             object_weight: 4.0,
+            // The fade depends on `steps`, which this test changes between the halves.
+            object_weight_until: None,
             checkpoint_every: 2,
             preset: "tiny".into(),
         };
