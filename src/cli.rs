@@ -439,16 +439,16 @@ pub struct TrainArgs {
     #[arg(long, default_value = "assets/starter")]
     pub out: PathBuf,
     /// Optimiser steps in total (a resumed run continues up to this count).
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 6000)]
     pub steps: u64,
     /// Clips per optimiser step.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Peak learning rate (linear warm-up, then cosine decay to 10 %).
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Extra loss weight on the object's pixels (0 = plain MSE over the whole frame).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 4.0)]
     pub object_weight: f32,
     /// Fraction of the run over which the object weight fades linearly to 0, so the last
     /// steps train plain MSE (unset: the weight stays for the whole run).

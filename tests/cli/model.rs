@@ -54,11 +54,8 @@ fn bundled_model_paints_the_requested_background() {
     }
 }
 
-/// The issue's full smoke test: the right object colour on the right background. The
-/// current bundled weights do not pass it yet (see the evaluation in the README), so it
-/// is ignored rather than weakened; run it with `cargo test -- --ignored`.
+/// The issue's full smoke test: the right object colour on the right background.
 #[test]
-#[ignore = "the current starter weights often draw the wrong object colour (issue 3 is open)"]
 fn bundled_model_draws_the_requested_colour_on_the_requested_background() {
     for ((prompt, colour, background), a) in CASES.iter().zip(generate_cases()) {
         assert_eq!(a.background, *background, "{prompt}: {a:?}");
