@@ -17,12 +17,23 @@ pub struct EvalPrompt {
 }
 
 /// Which (colour, shape, motion) triples an evaluation prompts for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Split {
     /// The triples training never sees: the score the targets are about.
     HeldOut,
     /// The training triples: for tuning sampler settings without looking at the held-out set.
     Training,
+}
+
+impl Split {
+    /// How reports name the split.
+    pub fn label(self) -> &'static str {
+        match self {
+            Split::HeldOut => "held-out",
+            Split::Training => "training-triple",
+        }
+    }
 }
 
 /// `per_triple` prompts for every triple of `split`, with varied backgrounds and wording.

@@ -46,7 +46,17 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
     )?;
     bar.finish_and_clear();
     if p.is_json() {
-        p.json(&s)?;
+        /// The summary with the split it was measured on.
+        #[derive(serde::Serialize)]
+        struct Report<'a> {
+            split: Split,
+            #[serde(flatten)]
+            summary: &'a crate::eval::EvalSummary,
+        }
+        p.json(&Report {
+            split: args.split,
+            summary: &s,
+        })?;
         return Ok(0);
     }
     let pct = |x: f64| format!("{:5.1} %", 100.0 * x);
@@ -58,10 +68,7 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
          shape       {}  (target >= 70 %)\n\
          flicker     {:.2}  (mean jump of the object's mean colour between frames, RGB units)\n\
          time        {:.0} s\n",
-        match args.split {
-            Split::HeldOut => "held-out",
-            Split::Training => "training-triple",
-        },
+        args.split.label(),
         s.prompts,
         s.seeds_per_prompt,
         s.clips,

@@ -62,3 +62,35 @@ fn bundled_model_draws_the_requested_colour_on_the_requested_background() {
         assert_eq!(a.colour, Some(*colour), "{prompt}: {a:?}");
     }
 }
+
+/// `eval --split training --json` scores the training triples and says so; the untrained
+/// model keeps it fast (the scores themselves are not the point here).
+#[test]
+fn eval_json_reports_its_split_and_one_clip_per_training_triple() {
+    let env = crate::util::TestEnv::new();
+    let model = crate::util::tiny_model().to_str().unwrap();
+    let run = env.run(&[
+        "eval",
+        "--model",
+        model,
+        "--split",
+        "training",
+        "--per-triple",
+        "1",
+        "--seeds",
+        "1",
+        "--steps",
+        "1",
+        "--json",
+    ]);
+    let v = run.expect_code(0).json();
+    assert_eq!(v["split"], "training");
+    let triples = aivideo::synth::vocab::Triple::training().len();
+    assert_eq!(v["clips"], triples as u64);
+    for key in ["colour", "background", "shape", "motion"] {
+        let x = v[key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&x), "{key} = {x}");
+    }
+    let bad = env.run(&["eval", "--split", "test"]);
+    bad.expect_code(2);
+}
