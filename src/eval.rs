@@ -7,7 +7,7 @@ use crate::pipeline::{Control, GenerationParams, PipelineError, VideoModel};
 use crate::rng::Rng;
 use crate::synth::analyse::analyse;
 use crate::synth::captions::{TEMPLATES, caption_with};
-use crate::synth::vocab::{Background, Scene, Triple};
+use crate::synth::vocab::{Background, Motion, Scene, Shape, Triple};
 
 /// One evaluation prompt and the scene it describes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +90,35 @@ pub struct EvalSummary {
     pub cases: Vec<EvalCase>,
 }
 
+impl EvalSummary {
+    /// Shape accuracy per requested shape: `(name, fraction right, clips)`.
+    pub fn shape_by_kind(&self) -> Vec<(&'static str, f64, usize)> {
+        Shape::ALL
+            .into_iter()
+            .map(|k| self.rate(|c| c.expected.shape == k, |c| c.shape_ok, k.name()))
+            .collect()
+    }
+
+    /// Motion accuracy per requested motion: `(name, fraction right, clips)`.
+    pub fn motion_by_kind(&self) -> Vec<(&'static str, f64, usize)> {
+        Motion::ALL
+            .into_iter()
+            .map(|k| self.rate(|c| c.expected.motion == k, |c| c.motion_ok, k.name()))
+            .collect()
+    }
+
+    fn rate(
+        &self,
+        of: impl Fn(&EvalCase) -> bool,
+        ok: fn(&EvalCase) -> bool,
+        name: &'static str,
+    ) -> (&'static str, f64, usize) {
+        let mine: Vec<&EvalCase> = self.cases.iter().filter(|c| of(c)).collect();
+        let right = mine.iter().filter(|c| ok(c)).count();
+        (name, right as f64 / mine.len().max(1) as f64, mine.len())
+    }
+}
+
 /// Generates every prompt with each seed and scores it with the analyser.
 pub fn evaluate(
     model: &dyn VideoModel,
@@ -163,6 +192,52 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accuracy_by_kind_counts_only_the_clips_that_asked_for_it() {
+        let case = |p: &EvalPrompt, ok: bool| EvalCase {
+            prompt: p.prompt.clone(),
+            seed: 0,
+            expected: p.scene,
+            colour_ok: true,
+            background_ok: true,
+            shape_ok: ok,
+            motion_ok: !ok,
+            flicker: 0.0,
+            seen: String::new(),
+        };
+        let ps = prompts(Split::HeldOut, 1);
+        // Squares right, everything else wrong; motions the other way round.
+        let cases: Vec<EvalCase> = ps
+            .iter()
+            .map(|p| case(p, p.scene.shape == Shape::Square))
+            .collect();
+        let squares = cases
+            .iter()
+            .filter(|c| c.expected.shape == Shape::Square)
+            .count();
+        let s = EvalSummary {
+            prompts: ps.len(),
+            seeds_per_prompt: 1,
+            clips: cases.len(),
+            steps: 1,
+            guidance: 1.0,
+            colour: 1.0,
+            background: 1.0,
+            shape: 0.0,
+            motion: 0.0,
+            flicker: 0.0,
+            seconds: 0.0,
+            cases,
+        };
+        let shapes = s.shape_by_kind();
+        assert_eq!(shapes[1], ("square", 1.0, squares));
+        assert_eq!(shapes[0].1, 0.0);
+        assert_eq!(shapes.iter().map(|k| k.2).sum::<usize>(), ps.len());
+        let motions = s.motion_by_kind();
+        assert_eq!(motions.len(), Motion::ALL.len());
+        assert_eq!(motions.iter().map(|k| k.2).sum::<usize>(), ps.len());
+    }
 
     #[test]
     fn training_split_prompts_only_for_training_triples() {

@@ -81,5 +81,17 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
         s.flicker,
         s.seconds
     ))?;
+    let kinds = |v: Vec<(&str, f64, usize)>| {
+        v.iter()
+            .filter(|(_, _, n)| *n > 0)
+            .map(|(k, r, n)| format!("{k} {:.0} % of {n}", 100.0 * r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    p.result(&format!(
+        "shape by kind:  {}\nmotion by kind: {}\n",
+        kinds(s.shape_by_kind()),
+        kinds(s.motion_by_kind())
+    ))?;
     Ok(0)
 }
