@@ -52,6 +52,11 @@ pub struct StarterConfig {
     /// Nonlinearity of the feed-forward blocks (GELU in configs from before it existed).
     #[serde(default)]
     pub activation: Activation,
+    /// Per-frame conditioning: the adaLN modulation depends on the frame as well as on the
+    /// prompt and noise level, so a prompt can say *when* something happens (where the
+    /// object is in each frame of "moving left"). Off in configs from before it existed.
+    #[serde(default)]
+    pub frame_conditioning: bool,
     pub text_layers: usize,
     pub max_tokens: usize,
     pub vocabulary: Vocabulary,
@@ -92,6 +97,7 @@ impl StarterConfig {
             heads: 4,
             mlp_ratio: 4,
             activation: Activation::Relu,
+            frame_conditioning: true,
             text_layers: 2,
             max_tokens: 16,
             vocabulary: Vocabulary::starter(),
@@ -142,11 +148,17 @@ mod tests {
     fn configs_written_before_newer_fields_still_load() {
         let mut json = serde_json::to_value(StarterConfig::small()).unwrap();
         let obj = json.as_object_mut().unwrap();
-        for key in ["activation", "t_max", "guidance_max_t"] {
+        for key in [
+            "activation",
+            "frame_conditioning",
+            "t_max",
+            "guidance_max_t",
+        ] {
             assert!(obj.remove(key).is_some(), "{key}");
         }
         let old: StarterConfig = serde_json::from_value(json).unwrap();
         assert_eq!(old.activation, Activation::Gelu);
+        assert!(!old.frame_conditioning);
         assert_eq!((old.t_max, old.guidance_max_t), (1.0, 1.0));
     }
 }

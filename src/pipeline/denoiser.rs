@@ -23,11 +23,23 @@ struct Block {
     mlp: Mlp,
 }
 
-/// `x·(1 + scale) + shift` with per-sample `(B, D)` modulation.
-fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> Result<Tensor> {
-    let shift = shift.unsqueeze(1)?;
-    let scale = (scale.unsqueeze(1)? + 1.0)?;
-    x.broadcast_mul(&scale)?.broadcast_add(&shift)
+/// `x·(1 + scale) + shift`. `x` is `(B, T·N, D)`; `shift` and `scale` are `(B, Tc, D)`
+/// with `Tc` = 1 (one modulation per clip) or `T` (one per token frame).
+fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, g: Grid) -> Result<Tensor> {
+    let scale = (scale.unsqueeze(2)? + 1.0)?;
+    per_frame(x, g, |x| {
+        x.broadcast_mul(&scale)?.broadcast_add(&shift.unsqueeze(2)?)
+    })
+}
+
+/// `x·gate` with the same shapes as [`modulate`].
+fn gated(x: &Tensor, gate: &Tensor, g: Grid) -> Result<Tensor> {
+    per_frame(x, g, |x| x.broadcast_mul(&gate.unsqueeze(2)?))
+}
+
+/// Applies `f` to `x` viewed as `(B, T, N, D)` and returns it as `(B, T·N, D)`.
+fn per_frame(x: &Tensor, g: Grid, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    f(&x.reshape((g.b, g.t, g.n, g.d))?)?.reshape((g.b, g.t * g.n, g.d))
 }
 
 /// Shapes of one forward pass.
@@ -51,7 +63,7 @@ impl Block {
         })
     }
 
-    /// `x`: `(B, T·N, D)`; `cond`: `(B, D)` after SiLU.
+    /// `x`: `(B, T·N, D)`; `cond`: `(B, 1, D)` or `(B, T, D)` after SiLU.
     fn forward(
         &self,
         x: &Tensor,
@@ -61,11 +73,11 @@ impl Block {
         training: bool,
     ) -> Result<Tensor> {
         let m = self.ada.forward(cond)?.chunk(12, D::Minus1)?;
-        let gate = |x: &Tensor, i: usize| x.broadcast_mul(&m[i].unsqueeze(1)?);
+        let gate = |x: &Tensor, i: usize| gated(x, &m[i], g);
         let Grid { b, t, n, d } = g;
 
         // Attention within each frame.
-        let h = modulate(&layer_norm(x, 1e-6)?, &m[0], &m[1])?;
+        let h = modulate(&layer_norm(x, 1e-6)?, &m[0], &m[1], g)?;
         let h = self
             .spatial
             .forward(&h.reshape((b * t, n, d))?, None, training)?
@@ -73,7 +85,7 @@ impl Block {
         let x = (x + gate(&h, 2)?)?;
 
         // Attention across frames, per patch position.
-        let h = modulate(&layer_norm(&x, 1e-6)?, &m[3], &m[4])?;
+        let h = modulate(&layer_norm(&x, 1e-6)?, &m[3], &m[4], g)?;
         let h = h
             .reshape((b, t, n, d))?
             .transpose(1, 2)?
@@ -87,15 +99,45 @@ impl Block {
         let x = (x + gate(&h, 5)?)?;
 
         // Attention to the prompt.
-        let h = modulate(&layer_norm(&x, 1e-6)?, &m[6], &m[7])?;
+        let h = modulate(&layer_norm(&x, 1e-6)?, &m[6], &m[7], g)?;
         let h = self
             .cross
             .forward(&h, &text.tokens, Some(&text.bias), training)?;
         let x = (x + gate(&h, 8)?)?;
 
-        let h = modulate(&layer_norm(&x, 1e-6)?, &m[9], &m[10])?;
+        let h = modulate(&layer_norm(&x, 1e-6)?, &m[9], &m[10], g)?;
         let h = self.mlp.forward(&h)?;
         x + gate(&h, 11)?
+    }
+}
+
+/// Mixes the clip's condition (noise level and prompt) with an embedding of the token
+/// frame through one hidden layer, so each frame gets its own modulation: what the prompt
+/// asks of frame 0 and of frame 15 differs for "moving left" but not for "red".
+struct FrameConditioning {
+    embed: Linear,
+    mix: Linear,
+}
+
+impl FrameConditioning {
+    fn new(d: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(FrameConditioning {
+            embed: Linear::new(TIME_FREQS, d, vb.pp("embed"))?,
+            mix: Linear::new(d, d, vb.pp("mix"))?,
+        })
+    }
+
+    /// `cond`: `(B, D)` before SiLU → `(B, T, D)` after SiLU, for `t` token frames.
+    fn forward(&self, cond: &Tensor, t: usize) -> Result<Tensor> {
+        let frames: Vec<f32> = (0..t).map(|i| i as f32).collect();
+        let emb = Tensor::from_vec(
+            sincos(&frames, TIME_FREQS, 100.0),
+            (1, t, TIME_FREQS),
+            cond.device(),
+        )?;
+        let cond = cond.unsqueeze(1)?;
+        let hidden = cond.broadcast_add(&self.embed.forward(&emb)?)?.silu()?;
+        cond.broadcast_add(&self.mix.forward(&hidden)?)?.silu()
     }
 }
 
@@ -106,6 +148,8 @@ pub struct Denoiser {
     time1: Linear,
     time2: Linear,
     text_proj: Linear,
+    /// Present when the config asks for per-frame conditioning.
+    frame_cond: Option<FrameConditioning>,
     blocks: Vec<Block>,
     final_ada: Linear,
     patch_out: Linear,
@@ -125,6 +169,10 @@ impl Denoiser {
             time1: Linear::new(TIME_FREQS, d, vb.pp("time.fc1"))?,
             time2: Linear::new(d, d, vb.pp("time.fc2"))?,
             text_proj: Linear::new(d, d, vb.pp("text_proj"))?,
+            frame_cond: cfg
+                .frame_conditioning
+                .then(|| FrameConditioning::new(d, vb.pp("frame_cond")))
+                .transpose()?,
             blocks,
             final_ada: Linear::zeros(d, 2 * d, vb.pp("final.ada"))?,
             patch_out: Linear::zeros(d, pdim, vb.pp("final.out"))?,
@@ -195,7 +243,11 @@ impl Denoiser {
             x.device(),
         )?;
         let temb = self.time2.forward(&self.time1.forward(&temb)?.silu()?)?;
-        let cond = (temb + self.text_proj.forward(&text.pooled)?)?.silu()?;
+        let cond = (temb + self.text_proj.forward(&text.pooled)?)?;
+        let cond = match &self.frame_cond {
+            Some(fc) => fc.forward(&cond, t)?,
+            None => cond.silu()?.unsqueeze(1)?,
+        };
 
         let mut h = self.patch_in.forward(&self.patchify(x)?)?;
         let pos = self.pos.narrow(1, 0, t * g.n)?;
@@ -204,7 +256,7 @@ impl Denoiser {
             h = block.forward(&h, &cond, text, g, training)?;
         }
         let m = self.final_ada.forward(&cond)?.chunk(2, D::Minus1)?;
-        let h = modulate(&layer_norm(&h, 1e-6)?, &m[0], &m[1])?;
+        let h = modulate(&layer_norm(&h, 1e-6)?, &m[0], &m[1], g)?;
         self.unpatchify(&self.patch_out.forward(&h)?, frames)
     }
 }
