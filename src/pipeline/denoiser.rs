@@ -316,4 +316,49 @@ mod tests {
         let y = den.forward(&x, &[0.3, 0.9], &text, false).unwrap();
         assert_eq!(y.dims(), x.dims());
     }
+
+    #[test]
+    fn frame_conditioning_gives_each_frame_its_own_condition_and_is_optional() {
+        let dev = Device::Cpu;
+        for on in [false, true] {
+            let cfg = StarterConfig {
+                frame_conditioning: on,
+                ..StarterConfig::tiny()
+            };
+            let map = VarMap::new();
+            let den = Denoiser::new(&cfg, VarBuilder::from_varmap(&map, DType::F32, &dev)).unwrap();
+            let names: Vec<String> = map.data().lock().unwrap().keys().cloned().collect();
+            // Older weights have no frame-conditioning tensors, and need none to load.
+            assert_eq!(names.iter().any(|n| n.starts_with("frame_cond.")), on);
+            assert_eq!(den.frame_cond.is_some(), on);
+        }
+        let cfg = StarterConfig::tiny();
+        let fc = FrameConditioning::new(cfg.dim, VarBuilder::zeros(DType::F32, &dev)).unwrap();
+        let map = VarMap::new();
+        let fc_random = FrameConditioning::new(
+            cfg.dim,
+            VarBuilder::from_varmap(&map, DType::F32, &dev).pp("fc"),
+        )
+        .unwrap();
+        let cond = Tensor::randn(0f32, 1.0, (2, cfg.dim), &dev).unwrap();
+        let t = cfg.token_frames();
+        // With zero weights every frame gets the clip's own condition...
+        let same = fc.forward(&cond, t).unwrap();
+        assert_eq!(same.dims(), &[2, t, cfg.dim]);
+        let expected = cond.silu().unwrap().unsqueeze(1).unwrap();
+        let diff = same
+            .broadcast_sub(&expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        // ...and with trained (here random) ones, frames differ.
+        let own = fc_random.forward(&cond, t).unwrap();
+        let first = own.narrow(1, 0, 1).unwrap();
+        let last = own.narrow(1, t - 1, 1).unwrap();
+        let gap = (first - last).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(gap.to_scalar::<f32>().unwrap() > 1e-3);
+    }
 }
