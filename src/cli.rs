@@ -432,6 +432,14 @@ fn fraction(s: &str) -> Result<f32, String> {
     }
 }
 
+/// Parses a share in [0, 1).
+fn share(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        _ => Err(format!("expected a share in [0, 1), got `{s}`")),
+    }
+}
+
 /// Arguments of the hidden `train` subcommand.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
@@ -454,6 +462,10 @@ pub struct TrainArgs {
     /// steps train plain MSE (unset: the weight stays for the whole run).
     #[arg(long, value_name = "FRACTION", value_parser = fraction)]
     pub object_weight_until: Option<f32>,
+    /// Share of clips trained at the noisiest flow times, in [0.9, 1], on top of the usual
+    /// time distribution: where the sampler decides a clip's layout from the prompt alone.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0, value_parser = share)]
+    pub high_noise_share: f32,
     /// Seed of the rendered training clips and captions.
     #[arg(long, default_value_t = 1)]
     pub dataset_seed: u64,

@@ -24,6 +24,9 @@ pub struct TrainingRecord {
     /// Fraction of the run over which the object weight faded to 0 (absent: constant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_weight_until: Option<f32>,
+    /// Share of clips trained at flow times in [0.9, 1] on top of the usual distribution.
+    #[serde(default)]
+    pub high_noise_share: f32,
     /// Held-out (colour, shape, motion) triples, as "colour shape motion".
     pub held_out: Vec<String>,
     pub held_out_rule: String,

@@ -46,6 +46,11 @@ pub struct TrainOptions {
     /// end of the run removes that bias, after the prompt's colour has been learned.
     #[serde(default)]
     pub object_weight_until: Option<f32>,
+    /// Share of training clips noised to flow times in [0.9, 1], on top of the usual
+    /// time distribution: the noisiest times are where the sampler lays a clip out (where
+    /// the object starts and which way it goes), and the prompt is all the model has there.
+    #[serde(default)]
+    pub high_noise_share: f32,
     pub checkpoint_every: u64,
     /// `small` (the bundled model) or `tiny` (tests).
     pub preset: String,
@@ -128,12 +133,13 @@ pub fn loss(
     net: &StarterNet,
     batch: &Batch,
     object_weight: f32,
+    high_noise_share: f32,
     rng: &mut Rng,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
     let Batch { x0, cover, seqs } = batch;
     let b = seqs.len();
-    let times: Vec<f32> = (0..b).map(|_| sample_time(rng)).collect();
+    let times: Vec<f32> = (0..b).map(|_| sample_time(rng, high_noise_share)).collect();
     let noise = Tensor::from_vec(rng.normals(x0.elem_count()), x0.shape(), device)?;
     let t = Tensor::from_vec(times.clone(), (b, 1, 1, 1, 1), device)?;
     let xt = (x0.broadcast_mul(&(1.0 - &t)?)? + noise.broadcast_mul(&t)?)?;
@@ -152,8 +158,12 @@ pub fn loss(
 
 /// Flow time for one training clip: mostly logit-normal around the middle of the path,
 /// shifted towards noise, plus a uniform share so the noisiest times (where the sampler
-/// starts and the layout is decided) are trained too.
-pub fn sample_time(rng: &mut Rng) -> f32 {
+/// starts and the layout is decided) are trained too, plus `high_noise_share` of clips
+/// uniform in [0.9, 1] (none drawn, and no randomness used, when it is 0).
+pub fn sample_time(rng: &mut Rng, high_noise_share: f32) -> f32 {
+    if high_noise_share > 0.0 && rng.chance(high_noise_share) {
+        return 1.0 - 0.1 * rng.f32();
+    }
     if rng.chance(0.25) {
         rng.f32()
     } else {
@@ -240,6 +250,7 @@ pub fn train(
             &net,
             &batch,
             object_weight_at(opts, step),
+            opts.high_noise_share,
             &mut rng,
             &device,
         )?;
@@ -311,6 +322,7 @@ fn export(
         cond_dropout: opts.cond_dropout,
         object_weight: opts.object_weight,
         object_weight_until: opts.object_weight_until,
+        high_noise_share: opts.high_noise_share,
         held_out: Triple::held_out().iter().map(|t| t.label()).collect(),
         held_out_rule: "(colour_index + 2*shape_index + 3*motion_index) % 6 == 0".into(),
         final_loss,
@@ -431,6 +443,7 @@ mod tests {
             cond_dropout: 0.1,
             object_weight: 4.0,
             object_weight_until: Some(0.5),
+            high_noise_share: 0.0,
             checkpoint_every: 10,
             preset: "tiny".into(),
         };
@@ -481,6 +494,7 @@ mod tests {
             object_weight: 4.0,
             // The fade depends on `steps`, which this test changes between the halves.
             object_weight_until: None,
+            high_noise_share: 0.25,
             checkpoint_every: 2,
             preset: "tiny".into(),
         };
