@@ -6,6 +6,9 @@ use crate::rng::Rng;
 /// Supersampling grid per pixel side (4×4 samples give smooth edges).
 const SUPERSAMPLE: usize = 4;
 
+/// How far from the middle, as a share of the frame, a moving object's lane may lie.
+const LANE_JITTER: f32 = 0.08;
+
 /// Where the object is and how big, in pixels, at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pose {
@@ -41,10 +44,13 @@ impl ClipSpec {
         let margin = radius + s * 0.04;
         let poses = match scene.motion {
             Motion::Left | Motion::Right | Motion::Up | Motion::Down => {
-                // Travel most of the way across, with a random lane and extent.
+                // Travel most of the way across, with a random extent, in a lane near the
+                // middle. With lanes anywhere, the starter model never learned which way
+                // "left" goes: where the object is then comes from the noise, and the
+                // prompt's direction only shows at the noisiest times, as a faint band.
                 let travel = (s * rng.range(0.45, 0.62)).min(s - 2.0 * margin);
                 let start = rng.range(margin, s - margin - travel);
-                let lane = rng.range(margin, s - margin);
+                let lane = s * (0.5 + rng.range(-LANE_JITTER, LANE_JITTER));
                 (0..frames)
                     .map(|i| {
                         let along = start + travel * t(i);
@@ -60,7 +66,7 @@ impl ClipSpec {
             }
             Motion::Bouncing => {
                 // Falls to the floor and rises again, at least once.
-                let x = rng.range(margin, s - margin);
+                let x = s * (0.5 + rng.range(-LANE_JITTER, LANE_JITTER));
                 let floor = s - margin;
                 let height = s * rng.range(0.42, 0.55);
                 let bounces = rng.range(1.0, 1.6);
