@@ -30,7 +30,16 @@ fn main() -> anyhow::Result<()> {
                 aivideo::train::make_batch(net, &Triple::training(), 1, r as u64, 8, 0.1, &dev)?;
             let mut rng = Rng::new(r as u64);
             let t0 = Instant::now();
-            let l = aivideo::train::loss(net, &batch, 4.0, 0.0, &mut rng, &dev)?;
+            let l = aivideo::train::loss(
+                net,
+                &batch,
+                aivideo::train::LossOptions {
+                    object_weight: 4.0,
+                    ..Default::default()
+                },
+                &mut rng,
+                &dev,
+            )?;
             let _g = l.backward()?;
             times.push(t0.elapsed().as_secs_f64());
         }

@@ -432,6 +432,14 @@ fn fraction(s: &str) -> Result<f32, String> {
     }
 }
 
+/// Parses a loss weight: a finite number ≥ 0.
+fn weight(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(w) if w.is_finite() && w >= 0.0 => Ok(w),
+        _ => Err(format!("expected a weight of 0 or more, got `{s}`")),
+    }
+}
+
 /// Parses a share in [0, 1).
 fn share(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
@@ -456,7 +464,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Extra loss weight on the object's pixels (0 = plain MSE over the whole frame).
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 4.0, value_parser = weight)]
     pub object_weight: f32,
     /// Fraction of the run over which the object weight fades linearly to 0, so the last
     /// steps train plain MSE (unset: the weight stays for the whole run).
@@ -466,6 +474,10 @@ pub struct TrainArgs {
     /// time distribution: where the sampler decides a clip's layout from the prompt alone.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.0, value_parser = share)]
     pub high_noise_share: f32,
+    /// Extra loss weight where the three shapes would differ at the object's place (the
+    /// square's corners, the triangle's flanks): the pixels that show the prompt's shape.
+    #[arg(long, default_value_t = 0.0, value_parser = weight)]
+    pub shape_weight: f32,
     /// Seed of the rendered training clips and captions.
     #[arg(long, default_value_t = 1)]
     pub dataset_seed: u64,

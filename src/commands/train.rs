@@ -56,6 +56,7 @@ pub fn run(ctx: &Context, args: &TrainArgs) -> Result<u8> {
         object_weight: args.object_weight,
         object_weight_until: args.object_weight_until,
         high_noise_share: args.high_noise_share,
+        shape_weight: args.shape_weight,
         checkpoint_every: args.checkpoint_every.max(1),
         preset: args.preset.clone(),
     };

@@ -27,6 +27,9 @@ pub struct TrainingRecord {
     /// Share of clips trained at flow times in [0.9, 1] on top of the usual distribution.
     #[serde(default)]
     pub high_noise_share: f32,
+    /// Extra loss weight where the shapes differ at the object's poses.
+    #[serde(default)]
+    pub shape_weight: f32,
     /// Held-out (colour, shape, motion) triples, as "colour shape motion".
     pub held_out: Vec<String>,
     pub held_out_rule: String,

@@ -113,6 +113,29 @@ impl ClipSpec {
         }
     }
 
+    /// Where the shape shows, per frame and pixel: how much the coverage of the three shapes
+    /// at this clip's poses differs (1 where one shape covers the pixel fully and another
+    /// not at all, 0 where all agree). The caption's shape word only matters there.
+    pub fn shape_zone(&self) -> Vec<Vec<f32>> {
+        self.poses
+            .iter()
+            .map(|&pose| {
+                let covers: Vec<Vec<f32>> = Shape::ALL
+                    .iter()
+                    .map(|&shape| coverage(self.size, shape, pose))
+                    .collect();
+                (0..self.size * self.size)
+                    .map(|i| {
+                        let (lo, hi) = covers
+                            .iter()
+                            .fold((1f32, 0f32), |(lo, hi), c| (lo.min(c[i]), hi.max(c[i])));
+                        hi - lo
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     pub fn render(&self) -> Clip {
         let frames = self
             .poses
@@ -155,15 +178,15 @@ fn inside(shape: Shape, dx: f32, dy: f32, r: f32) -> bool {
     }
 }
 
-fn render_frame(size: usize, shape: Shape, pose: Pose, fg: Rgb, bg: Rgb) -> Vec<u8> {
-    let mut out = vec![0u8; size * size * 3];
+/// How much of each pixel of a `size`×`size` frame the shape covers, in [0, 1], row-major.
+fn coverage(size: usize, shape: Shape, pose: Pose) -> Vec<f32> {
+    let mut out = vec![0f32; size * size];
     let n = SUPERSAMPLE;
     let reach = pose.radius * 1.2 + 1.0;
     for py in 0..size {
         for px in 0..size {
             let cx = px as f32 + 0.5;
             let cy = py as f32 + 0.5;
-            let mut cover = 0.0;
             if (cx - pose.x).abs() <= reach && (cy - pose.y).abs() <= reach {
                 let mut hits = 0;
                 for sy in 0..n {
@@ -175,13 +198,19 @@ fn render_frame(size: usize, shape: Shape, pose: Pose, fg: Rgb, bg: Rgb) -> Vec<
                         }
                     }
                 }
-                cover = hits as f32 / (n * n) as f32;
+                out[py * size + px] = hits as f32 / (n * n) as f32;
             }
-            let o = (py * size + px) * 3;
-            for c in 0..3 {
-                let v = bg[c] as f32 * (1.0 - cover) + fg[c] as f32 * cover;
-                out[o + c] = v.round() as u8;
-            }
+        }
+    }
+    out
+}
+
+fn render_frame(size: usize, shape: Shape, pose: Pose, fg: Rgb, bg: Rgb) -> Vec<u8> {
+    let mut out = vec![0u8; size * size * 3];
+    for (i, cover) in coverage(size, shape, pose).into_iter().enumerate() {
+        for c in 0..3 {
+            let v = bg[c] as f32 * (1.0 - cover) + fg[c] as f32 * cover;
+            out[i * 3 + c] = v.round() as u8;
         }
     }
     out
@@ -295,5 +324,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn shape_zone_marks_where_the_shapes_differ() {
+        let pose = Pose {
+            x: 16.0,
+            y: 16.0,
+            radius: 6.0,
+        };
+        let sc = scene(
+            Colour::Red,
+            Shape::Square,
+            Motion::Growing,
+            Background::Black,
+        );
+        let spec = ClipSpec {
+            scene: sc,
+            size: 32,
+            frames: 1,
+            poses: vec![pose],
+        };
+        let zone = &spec.shape_zone()[0];
+        let at = |x: usize, y: usize| zone[y * 32 + x];
+        // Every shape covers the centre and none the far corner of the frame.
+        assert_eq!(at(16, 16), 0.0);
+        assert_eq!(at(1, 1), 0.0);
+        // A square's corner (about 0.86 r out on both axes) is outside the circle.
+        assert_eq!(at(11, 11), 1.0);
+        // The zone is independent of the clip's own shape: it depends on the pose only.
+        let circle = ClipSpec {
+            scene: Scene {
+                shape: Shape::Circle,
+                ..sc
+            },
+            ..spec.clone()
+        };
+        assert_eq!(&circle.shape_zone()[0], zone);
+        let cover = coverage(32, Shape::Square, pose);
+        assert!(zone.iter().zip(&cover).any(|(z, c)| *z > 0.0 && *c == 0.0));
     }
 }

@@ -51,6 +51,10 @@ pub struct TrainOptions {
     /// the object starts and which way it goes), and the prompt is all the model has there.
     #[serde(default)]
     pub high_noise_share: f32,
+    /// Extra loss weight where the three shapes differ at the object's poses (corners,
+    /// the triangle's flanks): the only pixels where the caption's shape word matters.
+    #[serde(default)]
+    pub shape_weight: f32,
     pub checkpoint_every: u64,
     /// `small` (the bundled model) or `tiny` (tests).
     pub preset: String,
@@ -78,6 +82,9 @@ pub struct Batch {
     pub x0: Tensor,
     /// How much of each pixel the object covers, in [0, 1], `(B, T, S, S, 1)`.
     pub cover: Tensor,
+    /// Where the shapes differ at the object's poses, in [0, 1], `(B, T, S, S, 1)`
+    /// (see [`ClipSpec::shape_zone`]).
+    pub zone: Tensor,
     /// Token ids of each clip's caption (or `<empty>` for the unconditional branch).
     pub seqs: Vec<Vec<u32>>,
 }
@@ -96,11 +103,14 @@ pub fn make_batch(
     let frames = net.cfg.frames;
     let mut pixels = Vec::with_capacity(batch * frames * s * s * 3);
     let mut cover = Vec::with_capacity(batch * frames * s * s);
+    let mut zone = Vec::with_capacity(batch * frames * s * s);
     let mut seqs = Vec::with_capacity(batch);
     for i in 0..batch {
         let mut rng = Rng::derive(seed, &[step, i as u64]);
         let scene = random_scene(&mut rng, triples);
-        let clip = ClipSpec::sample(scene, s, frames, &mut rng).render();
+        let spec = ClipSpec::sample(scene, s, frames, &mut rng);
+        let clip = spec.render();
+        zone.extend(spec.shape_zone().into_iter().flatten());
         let (fg, bg) = (scene.colour.rgb(), scene.background.rgb());
         for f in &clip.frames {
             pixels.extend(f.iter().map(|&v| v as f32 / 127.5 - 1.0));
@@ -115,8 +125,15 @@ pub fn make_batch(
     }
     let shape = net.clip_shape(batch);
     let x0 = Tensor::from_vec(pixels, shape.to_vec(), device)?;
-    let cover = Tensor::from_vec(cover, [&shape[..4], &[1]].concat(), device)?;
-    Ok(Batch { x0, cover, seqs })
+    let mask_shape = [&shape[..4], &[1]].concat();
+    let cover = Tensor::from_vec(cover, mask_shape.clone(), device)?;
+    let zone = Tensor::from_vec(zone, mask_shape, device)?;
+    Ok(Batch {
+        x0,
+        cover,
+        zone,
+        seqs,
+    })
 }
 
 /// The object's share of a rendered pixel, from how far it is from the background along
@@ -127,19 +144,37 @@ fn coverage(px: &[u8], fg: [u8; 3], bg: [u8; 3]) -> f32 {
     ((px[c] as f32 - bg[c] as f32) / full).clamp(0.0, 1.0)
 }
 
+/// How one batch's loss weighs pixels and draws noise levels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossOptions {
+    /// Extra weight on the object's pixels.
+    pub object_weight: f32,
+    /// Extra weight where the shapes differ at the object's poses.
+    pub shape_weight: f32,
+    /// Share of clips drawn at flow times in [0.9, 1].
+    pub high_noise_share: f32,
+}
+
 /// Flow-matching loss for one batch: noise the clips at random times, predict the clean
-/// clips, and weigh each pixel's squared error by `1 + object_weight · cover`.
+/// clips, and weigh each pixel's squared error by `1 + object_weight · cover
+/// + shape_weight · zone`.
 pub fn loss(
     net: &StarterNet,
     batch: &Batch,
-    object_weight: f32,
-    high_noise_share: f32,
+    o: LossOptions,
     rng: &mut Rng,
     device: &Device,
 ) -> candle_core::Result<Tensor> {
-    let Batch { x0, cover, seqs } = batch;
+    let Batch {
+        x0,
+        cover,
+        zone,
+        seqs,
+    } = batch;
     let b = seqs.len();
-    let times: Vec<f32> = (0..b).map(|_| sample_time(rng, high_noise_share)).collect();
+    let times: Vec<f32> = (0..b)
+        .map(|_| sample_time(rng, o.high_noise_share))
+        .collect();
     let noise = Tensor::from_vec(rng.normals(x0.elem_count()), x0.shape(), device)?;
     let t = Tensor::from_vec(times.clone(), (b, 1, 1, 1, 1), device)?;
     let xt = (x0.broadcast_mul(&(1.0 - &t)?)? + noise.broadcast_mul(&t)?)?;
@@ -147,7 +182,10 @@ pub fn loss(
     // Plain x-prediction loss: every noise level weighs the same, so the noisiest ones,
     // where a sample's layout is decided, are not drowned out by the easy low-noise ones.
     let pred = net.denoiser.forward(&xt, &times, &text, true)?;
-    let weight = ((cover * object_weight as f64)? + 1.0)?;
+    let mut weight = ((cover * o.object_weight as f64)? + 1.0)?;
+    if o.shape_weight > 0.0 {
+        weight = (weight + (zone * o.shape_weight as f64)?)?;
+    }
     let total = (weight.sum_all()? * 3.0)?;
     (pred - x0)?
         .sqr()?
@@ -246,14 +284,12 @@ pub fn train(
             &device,
         )?;
         let mut rng = Rng::derive(opts.dataset_seed ^ 0x5EED, &[step]);
-        let l = loss(
-            &net,
-            &batch,
-            object_weight_at(opts, step),
-            opts.high_noise_share,
-            &mut rng,
-            &device,
-        )?;
+        let weights = LossOptions {
+            object_weight: object_weight_at(opts, step),
+            shape_weight: opts.shape_weight,
+            high_noise_share: opts.high_noise_share,
+        };
+        let l = loss(&net, &batch, weights, &mut rng, &device)?;
         let value = l.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
             anyhow::bail!("training diverged at step {step} (loss {value})");
@@ -323,6 +359,7 @@ fn export(
         object_weight: opts.object_weight,
         object_weight_until: opts.object_weight_until,
         high_noise_share: opts.high_noise_share,
+        shape_weight: opts.shape_weight,
         held_out: Triple::held_out().iter().map(|t| t.label()).collect(),
         held_out_rule: "(colour_index + 2*shape_index + 3*motion_index) % 6 == 0".into(),
         final_loss,
@@ -444,6 +481,7 @@ mod tests {
             object_weight: 4.0,
             object_weight_until: Some(0.5),
             high_noise_share: 0.0,
+            shape_weight: 0.0,
             checkpoint_every: 10,
             preset: "tiny".into(),
         };
@@ -495,6 +533,7 @@ mod tests {
             // The fade depends on `steps`, which this test changes between the halves.
             object_weight_until: None,
             high_noise_share: 0.25,
+            shape_weight: 2.0,
             checkpoint_every: 2,
             preset: "tiny".into(),
         };
