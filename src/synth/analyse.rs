@@ -356,4 +356,29 @@ mod tests {
         assert_eq!(a.colour, None);
         assert_eq!(a.motion, None);
     }
+
+    /// `eval` analyses clips resampled to its output size, so the analyser must read
+    /// resampled renders back as well as native ones.
+    #[test]
+    fn analyser_recovers_labels_after_resampling_to_the_eval_size() {
+        let mut rng = Rng::new(43);
+        let (mut n, mut ok_s, mut ok_m) = (0, 0, 0);
+        let mut wrong = std::collections::BTreeMap::new();
+        for scene in Scene::all().into_iter().step_by(4) {
+            let clip = ClipSpec::sample(scene, 32, 16, &mut rng).render();
+            let frames = crate::pipeline::resample::resample_clip(&clip.frames, 32, 256, 256);
+            let a = analyse(&frames);
+            n += 1;
+            ok_s += (a.shape == Some(scene.shape)) as usize;
+            ok_m += (a.motion == Some(scene.motion)) as usize;
+            if a.shape != Some(scene.shape) {
+                *wrong
+                    .entry(format!("{:?}->{:?}", scene.shape, a.shape))
+                    .or_insert(0) += 1;
+            }
+        }
+        eprintln!("n {n} shape {ok_s} motion {ok_m} {wrong:?}");
+        assert!(ok_s as f64 > 0.95 * n as f64, "shape {ok_s}/{n}: {wrong:?}");
+        assert!(ok_m as f64 > 0.97 * n as f64, "motion {ok_m}/{n}");
+    }
 }
