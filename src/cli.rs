@@ -476,7 +476,7 @@ pub struct TrainArgs {
     pub high_noise_share: f32,
     /// Extra loss weight where the three shapes would differ at the object's place (the
     /// square's corners, the triangle's flanks): the pixels that show the prompt's shape.
-    #[arg(long, default_value_t = 0.0, value_parser = weight)]
+    #[arg(long, default_value_t = 4.0, value_parser = weight)]
     pub shape_weight: f32,
     /// Seed of the rendered training clips and captions.
     #[arg(long, default_value_t = 1)]
