@@ -424,28 +424,27 @@ mod tests {
     }
 }
 
+/// Parses an `f32` that `ok` accepts; `what` names the accepted range in the error.
+fn number_in(s: &str, ok: impl Fn(f32) -> bool, what: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && ok(v) => Ok(v),
+        _ => Err(format!("expected {what}, got `{s}`")),
+    }
+}
+
 /// A number in (0, 1].
 fn fraction(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(f) if f > 0.0 && f <= 1.0 => Ok(f),
-        _ => Err(format!("expected a fraction in (0, 1], got `{s}`")),
-    }
+    number_in(s, |f| f > 0.0 && f <= 1.0, "a fraction in (0, 1]")
 }
 
-/// Parses a loss weight: a finite number ≥ 0.
+/// A loss weight: a finite number ≥ 0.
 fn weight(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(w) if w.is_finite() && w >= 0.0 => Ok(w),
-        _ => Err(format!("expected a weight of 0 or more, got `{s}`")),
-    }
+    number_in(s, |w| w >= 0.0, "a weight of 0 or more")
 }
 
-/// Parses a share in [0, 1).
+/// A share in [0, 1).
 fn share(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
-        _ => Err(format!("expected a share in [0, 1), got `{s}`")),
-    }
+    number_in(s, |f| (0.0..1.0).contains(&f), "a share in [0, 1)")
 }
 
 /// Arguments of the hidden `train` subcommand.
