@@ -45,6 +45,11 @@ fn main() -> anyhow::Result<()> {
             red(Shape::Circle, Motion::Down),
         ),
         (
+            "triangle vs circle",
+            red(Shape::Triangle, Motion::Down),
+            red(Shape::Circle, Motion::Down),
+        ),
+        (
             "red vs blue",
             red(Shape::Circle, Motion::Right),
             scene(

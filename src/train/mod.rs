@@ -111,10 +111,9 @@ pub fn make_batch(
         let spec = ClipSpec::sample(scene, s, frames, &mut rng);
         let clip = spec.render();
         zone.extend(spec.shape_zone().into_iter().flatten());
-        let (fg, bg) = (scene.colour.rgb(), scene.background.rgb());
+        cover.extend(spec.coverage().into_iter().flatten());
         for f in &clip.frames {
             pixels.extend(f.iter().map(|&v| v as f32 / 127.5 - 1.0));
-            cover.extend(f.chunks(3).map(|p| coverage(p, fg, bg)));
         }
         let text = caption(&scene, &mut rng);
         seqs.push(if rng.chance(cond_dropout) {
@@ -134,14 +133,6 @@ pub fn make_batch(
         zone,
         seqs,
     })
-}
-
-/// The object's share of a rendered pixel, from how far it is from the background along
-/// the channel where object and background differ most.
-fn coverage(px: &[u8], fg: [u8; 3], bg: [u8; 3]) -> f32 {
-    let c = (0..3).max_by_key(|&c| fg[c].abs_diff(bg[c])).unwrap_or(0);
-    let full = fg[c] as f32 - bg[c] as f32;
-    ((px[c] as f32 - bg[c] as f32) / full).clamp(0.0, 1.0)
 }
 
 /// How one batch's loss weighs pixels and draws noise levels.
