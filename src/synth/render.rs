@@ -13,7 +13,7 @@ const LANE_JITTER: f32 = 0.08;
 /// Big enough that a square's corners (where it differs from a circle) cover several
 /// pixels at the starter model's 32×32: with 0.14–0.2 and smaller squares, the model
 /// never learned to draw a square.
-pub const RADIUS: (f32, f32) = (0.16, 0.23);
+pub const RADIUS: (f32, f32) = (0.18, 0.25);
 
 /// Where the object is and how big, in pixels, at one moment.
 #[derive(Debug, Clone, Copy, PartialEq)]
