@@ -151,12 +151,14 @@ impl ClipSpec {
     }
 
     pub fn render(&self) -> Clip {
+        self.paint(&self.coverage())
+    }
+
+    /// Renders the clip from its coverage (as [`ClipSpec::coverage`] gives it), for callers
+    /// that need both.
+    pub fn paint(&self, coverage: &[Vec<f32>]) -> Clip {
         let (fg, bg) = (self.scene.colour.rgb(), self.scene.background.rgb());
-        let frames = self
-            .coverage()
-            .into_iter()
-            .map(|cover| blend(&cover, fg, bg))
-            .collect();
+        let frames = coverage.iter().map(|cover| blend(cover, fg, bg)).collect();
         Clip {
             size: self.size,
             frames,

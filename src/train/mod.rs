@@ -109,9 +109,10 @@ pub fn make_batch(
         let mut rng = Rng::derive(seed, &[step, i as u64]);
         let scene = random_scene(&mut rng, triples);
         let spec = ClipSpec::sample(scene, s, frames, &mut rng);
-        let clip = spec.render();
+        let covered = spec.coverage();
+        let clip = spec.paint(&covered);
         zone.extend(spec.shape_zone().into_iter().flatten());
-        cover.extend(spec.coverage().into_iter().flatten());
+        cover.extend(covered.into_iter().flatten());
         for f in &clip.frames {
             pixels.extend(f.iter().map(|&v| v as f32 / 127.5 - 1.0));
         }
