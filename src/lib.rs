@@ -10,6 +10,7 @@ pub mod error;
 pub mod eval;
 pub mod media;
 pub mod metrics;
+pub mod nn;
 pub mod output;
 pub mod pipeline;
 pub mod request;

@@ -1,0 +1,4 @@
+//! Neural-network pieces shared by the model families: normalisation layers, rotary
+//! embeddings, causal 3D convolution and safetensors loading.
+
+pub mod norm;
