@@ -9,7 +9,7 @@ use std::time::Instant;
 mod common;
 use common::{arg, median};
 
-use aivideo::pipeline::{
+use aivideo::models::{
     Control, DeviceChoice, GenerationParams, ModelSource, Quality, VideoModel, load,
 };
 
@@ -26,7 +26,7 @@ fn main() {
     let size: u32 = arg("--size", 512);
     let t = Instant::now();
     let model: Box<dyn VideoModel> =
-        load(&ModelSource::Bundled, DeviceChoice::Cpu).expect("bundled model loads");
+        open(&ModelSource::Bundled, DeviceChoice::Cpu).expect("bundled model loads");
     println!(
         "model load: {:.3} s ({})",
         t.elapsed().as_secs_f64(),
@@ -59,7 +59,7 @@ fn main() {
             total.push(t.elapsed().as_secs_f64());
             text.push(v.timings.text_encoding_s);
             denoise.push(v.timings.denoising_s);
-            resample.push(v.timings.resampling_s);
+            resample.push(v.timings.resampling_s.unwrap_or_default());
         }
         println!(
             "{quality:>6} ({steps} steps, {size}x{size}, 16 frames): total {:.3} s | text {:.4} s | denoise {:.3} s | resample {:.3} s  (medians of {runs})",

@@ -3,9 +3,9 @@
 //! target) as one image, with the error per time on stdout.
 //!
 //! `cargo run --example probe -- MODEL_DIR OUT.png [T,T,…]`
-use aivideo::pipeline::{starter::StarterNet, weights};
+use aivideo::models::starter::synth::vocab::Triple;
+use aivideo::models::starter::{StarterNet, weights};
 use aivideo::rng::Rng;
-use aivideo::synth::vocab::Triple;
 use candle_core::{DType, Device, Tensor};
 
 fn main() -> anyhow::Result<()> {
@@ -21,12 +21,20 @@ fn main() -> anyhow::Result<()> {
         None => vec![0.05, 0.2, 0.5, 0.8, 0.95, 1.0],
     };
     let dir = std::path::PathBuf::from(dir);
-    let (cfg, w, _) = weights::load_dir(&dir)?;
+    let (cfg, w) = weights::load_dir(&dir)?;
     let dev = Device::Cpu;
     let vb = candle_nn::VarBuilder::from_buffered_safetensors(w, DType::F32, &dev)?;
     let net = StarterNet::new(&cfg, vb)?;
-    let aivideo::train::Batch { x0, seqs, .. } =
-        aivideo::train::make_batch(&net, &Triple::training(), 99, 0, 1, 0.0, &dev)?;
+    let aivideo::models::starter::train::Batch { x0, seqs, .. } =
+        aivideo::models::starter::train::make_batch(
+            &net,
+            &Triple::training(),
+            99,
+            0,
+            1,
+            0.0,
+            &dev,
+        )?;
     let text = net.encode(&seqs, &dev, false)?;
     let mut rows = Vec::new();
     for &t in &times {

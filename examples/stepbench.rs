@@ -1,10 +1,10 @@
 //! Times training steps (forward + backward) of the starter model, for comparing variants.
-use aivideo::pipeline::config::StarterConfig;
-use aivideo::pipeline::layers::Activation;
-use aivideo::pipeline::starter::StarterNet;
+use aivideo::models::starter::StarterNet;
+use aivideo::models::starter::config::StarterConfig;
+use aivideo::models::starter::layers::Activation;
+use aivideo::models::starter::synth::vocab::Triple;
+use aivideo::models::starter::train::params::Params;
 use aivideo::rng::Rng;
-use aivideo::synth::vocab::Triple;
-use aivideo::train::params::Params;
 use candle_core::Device;
 use std::time::Instant;
 
@@ -26,14 +26,21 @@ fn main() -> anyhow::Result<()> {
     }
     for r in 0..rounds {
         for (_, net, times) in variants.iter_mut() {
-            let batch =
-                aivideo::train::make_batch(net, &Triple::training(), 1, r as u64, 8, 0.1, &dev)?;
+            let batch = aivideo::models::starter::train::make_batch(
+                net,
+                &Triple::training(),
+                1,
+                r as u64,
+                8,
+                0.1,
+                &dev,
+            )?;
             let mut rng = Rng::new(r as u64);
             let t0 = Instant::now();
-            let l = aivideo::train::loss(
+            let l = aivideo::models::starter::train::loss(
                 net,
                 &batch,
-                aivideo::train::LossOptions {
+                aivideo::models::starter::train::LossOptions {
                     object_weight: 4.0,
                     ..Default::default()
                 },

@@ -2,12 +2,12 @@
 //! clean-clip prediction at every step (left to right), to see where a sample goes wrong.
 //!
 //! `cargo run --example trajectory -- MODEL_DIR OUT.png "prompt" [steps] [guidance] [t_max]`
-use aivideo::pipeline::{sampler, starter::StarterNet, text_encoder::EMPTY, weights};
+use aivideo::models::starter::{StarterNet, sampler, text_encoder::EMPTY, weights};
 use candle_core::{DType, Device, Tensor};
 
 fn main() -> anyhow::Result<()> {
     let a: Vec<String> = std::env::args().collect();
-    let (cfg, w, _) = weights::load_dir(std::path::Path::new(&a[1]))?;
+    let (cfg, w) = weights::load_dir(std::path::Path::new(&a[1]))?;
     let steps: u32 = a.get(4).map_or(10, |s| s.parse().unwrap());
     let g: f64 = a.get(5).map_or(3.0, |s| s.parse().unwrap());
     let t_max: f32 = a.get(6).map_or(1.0, |s| s.parse().unwrap());

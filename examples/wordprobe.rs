@@ -4,12 +4,12 @@
 //! errors mean the model ignores that word at that noise level.
 //!
 //! `cargo run --release --example wordprobe -- MODEL_DIR [CLIPS]`
-use aivideo::pipeline::starter::StarterNet;
-use aivideo::pipeline::weights;
+use aivideo::models::starter::StarterNet;
+use aivideo::models::starter::synth::captions::caption_with;
+use aivideo::models::starter::synth::render::{ClipSpec, scene};
+use aivideo::models::starter::synth::vocab::{Background, Colour, Motion, Scene, Shape};
+use aivideo::models::starter::weights;
 use aivideo::rng::Rng;
-use aivideo::synth::captions::caption_with;
-use aivideo::synth::render::{ClipSpec, scene};
-use aivideo::synth::vocab::{Background, Colour, Motion, Scene, Shape};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
     };
     let clips: u64 = args.next().map_or(Ok(24), |v| v.parse())?;
     let dev = Device::Cpu;
-    let (cfg, w, _) = weights::load_dir(std::path::Path::new(&dir))?;
+    let (cfg, w) = weights::load_dir(std::path::Path::new(&dir))?;
     let net = StarterNet::new(
         &cfg,
         VarBuilder::from_buffered_safetensors(w, DType::F32, &dev)?,

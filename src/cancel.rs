@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use crate::pipeline::Control;
+use crate::models::Control;
 
 /// A shared "stop requested" flag, set from the signal handler.
 #[derive(Debug, Clone)]

@@ -161,9 +161,15 @@ pub struct GenerateArgs {
         value_name = "DEVICE"
     )]
     pub device: Device,
-    /// Model folder [default: the bundled starter model]
+    /// Model folder: the starter layout or a Diffusers WanPipeline [default: the bundled starter model]
     #[arg(long, env = "AIVIDEO_MODEL", value_name = "DIR")]
     pub model: Option<PathBuf>,
+    /// Number type the model computes in: auto is f32 on the CPU and bf16 on a GPU (the starter model always uses f32)
+    #[arg(long, value_enum, default_value_t = Precision::Auto, value_name = "DTYPE")]
+    pub dtype: Precision,
+    /// Also write every frame as a lossless RGB PNG, DIR/frame_0001.png onwards (with several prompts: DIR/<video_id>/)
+    #[arg(long, value_name = "DIR")]
+    pub save_frames: Option<PathBuf>,
     /// Image format of the thumbnail
     #[arg(long, value_enum, default_value_t = ThumbnailFormat::Jpg, value_name = "FORMAT")]
     pub thumbnail_format: ThumbnailFormat,
@@ -177,6 +183,16 @@ pub enum Device {
     Cpu,
     Cuda,
     Metal,
+}
+
+/// The number type of a model's weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Precision {
+    /// f32 on the CPU, bf16 on a GPU
+    Auto,
+    F32,
+    Bf16,
+    F16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -513,7 +529,7 @@ pub struct EvalArgs {
     /// Which triples to prompt for: the held-out ones (the reported score) or the training
     /// ones (to tune sampler settings without fitting them to the held-out set).
     #[arg(long, value_enum, default_value = "held-out")]
-    pub split: crate::eval::Split,
+    pub split: crate::models::starter::eval::Split,
     /// Seeds per prompt (0, 1, …).
     #[arg(long, default_value_t = 2)]
     pub seeds: u64,

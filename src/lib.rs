@@ -7,17 +7,14 @@ pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod error;
-pub mod eval;
 pub mod media;
 pub mod metrics;
+pub mod models;
 pub mod nn;
 pub mod output;
-pub mod pipeline;
 pub mod request;
 pub mod rng;
 pub mod store;
-pub mod synth;
-pub mod train;
 
 use std::ffi::OsString;
 

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::pipeline::{Bound, GenerationParams, Limits, Quality};
+use crate::models::{Bound, GenerationParams, Limits, Quality};
 
 /// Longest prompt (and negative prompt) accepted, in characters after trimming.
 pub const MAX_PROMPT_CHARS: usize = 1000;
@@ -135,7 +135,7 @@ pub fn validate(raw: &RawRequest, limits: &Limits) -> Result<ValidatedRequest, V
         }
         None => (random_seed(), true),
     };
-    let frames = validate_count("frames", raw.frames, limits.frames)?;
+    let frames = validate_frames(raw.frames, limits.frames, limits.frame_step)?;
     let fps = validate_count("fps", raw.fps, limits.fps)?;
     let guidance = validate_guidance(raw.guidance, limits.guidance)?;
     let negative_prompt = validate_negative_prompt(raw.negative_prompt.as_deref())?;
@@ -360,6 +360,36 @@ fn validate_count(
         )
     };
     Err(ValidationError::new(field, Some(v.to_string()), rule, fix))
+}
+
+/// Frames within the model's range and of the form `1 + k · step` (Wan's VAE turns each
+/// latent frame after the first into `step` frames).
+fn validate_frames(
+    value: Option<i64>,
+    bound: Bound<u32>,
+    step: u32,
+) -> Result<u32, ValidationError> {
+    let frames = validate_count("frames", value, bound)?;
+    let step = step.max(1);
+    if (frames - 1) % step == 0 {
+        return Ok(frames);
+    }
+    let below = 1 + (frames - 1) / step * step;
+    let above = below + step;
+    let choices: Vec<String> = [below, above]
+        .into_iter()
+        .filter(|c| bound.contains(*c))
+        .map(|c| format!("--frames {c}"))
+        .collect();
+    Err(ValidationError::new(
+        "frames",
+        Some(frames.to_string()),
+        format!(
+            "this model makes 1 + {step}·k frames (its video decoder turns every latent frame \
+             after the first into {step} frames)"
+        ),
+        format!("use {}", choices.join(" or ")),
+    ))
 }
 
 fn validate_guidance(value: Option<f64>, bound: Bound<f32>) -> Result<f32, ValidationError> {

@@ -4,7 +4,7 @@ use super::*;
 
 /// The limits the bundled starter model declares.
 fn limits() -> Limits {
-    crate::pipeline::starter::starter_limits(&crate::pipeline::config::StarterConfig::small())
+    crate::models::starter::starter_limits(&crate::models::starter::config::StarterConfig::small())
 }
 
 fn raw(prompt: &str) -> RawRequest {
@@ -419,4 +419,68 @@ fn metadata_records_the_validated_request() {
     assert_eq!(m["seed"], 7);
     assert_eq!(m["seed_was_random"], false);
     assert_eq!(m["frames"], 16);
+}
+
+/// Limits shaped like Wan2.1's: 4k+1 frames, sides divisible by 16, sizes up to 1280.
+fn wan_like() -> Limits {
+    let mut l = limits();
+    l.frames = Bound {
+        min: 5,
+        max: 81,
+        default: 81,
+    };
+    l.frame_step = 4;
+    l.size_multiple = 16;
+    l.width = Bound {
+        min: 256,
+        max: 1280,
+        default: 832,
+    };
+    l.height = Bound {
+        min: 256,
+        max: 1280,
+        default: 480,
+    };
+    l
+}
+
+#[test]
+fn a_model_with_a_frame_step_takes_only_1_plus_k_steps_and_says_why() {
+    let l = wan_like();
+    let v = validate(&raw("a fox"), &l).unwrap();
+    assert_eq!(
+        (v.params.width, v.params.height, v.params.frames),
+        (832, 480, 81)
+    );
+    for frames in [5, 9, 49, 81] {
+        let mut r = raw("a fox");
+        r.frames = Some(frames);
+        assert_eq!(validate(&r, &l).unwrap().params.frames, frames as u32);
+    }
+    let mut r = raw("a fox");
+    r.frames = Some(50);
+    let e = validate(&r, &l).unwrap_err();
+    assert_eq!(e.field, "frames");
+    assert!(e.rule.contains("1 + 4·k"), "{}", e.rule);
+    assert_eq!(e.fix, "use --frames 49 or --frames 53");
+    // Out of range is reported as a range first.
+    r.frames = Some(3);
+    assert!(
+        validate(&r, &l)
+            .unwrap_err()
+            .rule
+            .contains("between 5 and 81")
+    );
+    // Sides follow the model's multiple, and its wider maximum.
+    r.frames = None;
+    r.width = Some(1280);
+    r.height = Some(720);
+    assert_eq!(validate(&r, &l).unwrap().params.width, 1280);
+    r.width = Some(840);
+    r.height = None;
+    let e = validate(&r, &l).unwrap_err();
+    assert_eq!(
+        (e.field, e.rule.as_str()),
+        ("width", "width must be divisible by 16")
+    );
 }

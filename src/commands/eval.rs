@@ -4,8 +4,8 @@ use anyhow::{Context as _, Result};
 
 use super::Context;
 use crate::cli::EvalArgs;
-use crate::eval::{Split, evaluate, prompts};
-use crate::pipeline::{DeviceChoice, ModelSource, load};
+use crate::models::starter::eval::{Split, evaluate, prompts};
+use crate::models::{DeviceChoice, ModelSource, open};
 
 pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
     let p = &ctx.printer;
@@ -13,7 +13,7 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
         .model
         .clone()
         .map_or(ModelSource::Bundled, ModelSource::Dir);
-    let model = load(&source, DeviceChoice::Cpu).context("cannot load the model")?;
+    let model = open(&source, DeviceChoice::Cpu).context("cannot load the model")?;
     let prompts = prompts(args.split, args.per_triple);
     let seeds: Vec<u64> = (0..args.seeds).collect();
     let guidance = args.guidance.unwrap_or(model.limits().guidance.default);
@@ -51,7 +51,7 @@ pub fn run(ctx: &Context, args: &EvalArgs) -> Result<u8> {
         struct Report<'a> {
             split: Split,
             #[serde(flatten)]
-            summary: &'a crate::eval::EvalSummary,
+            summary: &'a crate::models::starter::eval::EvalSummary,
         }
         p.json(&Report {
             split: args.split,

@@ -1,7 +1,9 @@
 //! `aivideo generate`: validate, record the job, run the model, write the MP4 and thumbnail.
 
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use candle_core::DType;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
@@ -9,10 +11,12 @@ use serde_json::{Value, json};
 
 use super::Context;
 use crate::cancel::CancelFlag;
-use crate::cli::{Device, GenerateArgs};
+use crate::cli::{Device, GenerateArgs, Precision};
 use crate::error::{CliError, ErrorCode, exit};
 use crate::media::{self, ImageMetadata, VideoMetadata};
-use crate::pipeline::{DeviceChoice, ModelSource, PipelineError, Video, VideoModel, load};
+use crate::models::{
+    DeviceChoice, ModelSource, Phase, PipelineError, Video, VideoModel, inspect, load,
+};
 use crate::request::{RawRequest, ValidatedRequest, validate};
 use crate::store::{Job, Store};
 
@@ -26,19 +30,23 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
         )
         .into());
     }
-    let spinner = p.spinner("loading model");
-    let source = args
-        .model
-        .clone()
-        .map_or(ModelSource::Bundled, ModelSource::Dir);
-    let model = load(&source, device_choice(args.device)).context("cannot load the model")?;
-    spinner.finish_and_clear();
+    let source = ModelSource::from_option(args.model.clone());
+    let manifest = inspect(&source).context("cannot load the model")?;
 
-    // Validate every request before any job exists: a bad line rejects the whole batch.
+    // Validate every request before any job exists or any weight is read: a bad line
+    // rejects the whole batch.
     let requests = prompts
         .iter()
-        .map(|prompt| validate(&raw_request(args, prompt), model.limits()))
+        .map(|prompt| validate(&raw_request(args, prompt), &manifest.limits))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(dir) = &args.save_frames {
+        check_frames_dir(dir, requests.len())?;
+    }
+
+    let spinner = p.spinner("loading model");
+    let model = load(&manifest, device_choice(args.device), dtype(args.dtype))
+        .context("cannot load the model")?;
+    spinner.finish_and_clear();
 
     let store = ctx.open_store()?;
     let cancel = CancelFlag::install().context("cannot install the Ctrl-C handler")?;
@@ -51,7 +59,8 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
                 unknown.join(", ")
             ));
         }
-        let job = run_one(ctx, args, &store, model.as_ref(), req, &cancel)?;
+        let batch = requests.len() > 1;
+        let job = run_one(ctx, args, &store, model.as_ref(), req, &cancel, batch)?;
         report(ctx, &job, requests.len() > 1)?;
         match job.status {
             crate::store::JobStatus::Canceled => return Ok(exit::CANCELED),
@@ -69,6 +78,38 @@ fn device_choice(d: Device) -> DeviceChoice {
         Device::Cuda => DeviceChoice::Cuda,
         Device::Metal => DeviceChoice::Metal,
     }
+}
+
+fn dtype(p: Precision) -> Option<DType> {
+    match p {
+        Precision::Auto => None,
+        Precision::F32 => Some(DType::F32),
+        Precision::Bf16 => Some(DType::BF16),
+        Precision::F16 => Some(DType::F16),
+    }
+}
+
+/// `--save-frames DIR` never replaces a file: with one prompt DIR must hold no frame
+/// files yet (each job with several prompts gets its own new `DIR/<video_id>/`).
+fn check_frames_dir(dir: &Path, jobs: usize) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::new(
+            ErrorCode::UsageError,
+            format!("--save-frames {}: not a folder", dir.display()),
+        )
+        .into());
+    }
+    if jobs == 1 && dir.join(media::frame_file_name(0)).exists() {
+        return Err(CliError::new(
+            ErrorCode::UsageError,
+            format!(
+                "--save-frames {}: the folder already holds frames; choose an empty or new folder",
+                dir.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn raw_request(args: &GenerateArgs, prompt: &str) -> RawRequest {
@@ -139,6 +180,7 @@ fn run_one(
     model: &dyn VideoModel,
     req: &ValidatedRequest,
     cancel: &CancelFlag,
+    batch: bool,
 ) -> Result<Job> {
     let mut meta = req.to_metadata();
     meta["model"] = json!(model.info());
@@ -148,7 +190,17 @@ fn run_one(
     store.mark_processing(&id)?;
     let start = Instant::now();
     let mut written: Vec<PathBuf> = Vec::new();
-    let outcome = produce(ctx, args, model, req, &id, cancel, &mut meta, &mut written);
+    let outcome = produce(
+        ctx,
+        args,
+        model,
+        req,
+        &id,
+        cancel,
+        &mut meta,
+        &mut written,
+        batch,
+    );
     let total = start.elapsed().as_secs_f64();
     meta["timings"]["total_s"] = json!(total);
     match outcome {
@@ -186,13 +238,20 @@ fn produce(
     cancel: &CancelFlag,
     meta: &mut Value,
     written: &mut Vec<PathBuf>,
+    batch: bool,
 ) -> Result<(PathBuf, PathBuf)> {
     let (video_path, thumb_path) = output_paths(args, id)?;
     let bar = ctx
         .printer
         .progress_bar(req.params.steps as u64, &format!("generating {}", &id[..8]));
+    let mut decoding = false;
     let video: Video = model
         .generate(&req.params, &mut |progress| {
+            if progress.phase == Phase::Decoding && !decoding {
+                decoding = true;
+                bar.set_length(progress.total_steps as u64);
+                bar.set_message(format!("decoding {}", &id[..8]));
+            }
             bar.set_position(progress.step as u64);
             cancel.control()
         })
@@ -238,6 +297,14 @@ fn produce(
         .with_context(|| format!("cannot write {}", thumb_path.display()))?;
     written.push(thumb_path.clone());
     meta["timings"]["thumbnail_s"] = json!(t.elapsed().as_secs_f64());
+    if let Some(dir) = &args.save_frames {
+        let dir = if batch { dir.join(id) } else { dir.clone() };
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
+        let frames = media::write_png_frames(&dir, &video.frames, &imeta)
+            .with_context(|| format!("cannot write the frames to {}", dir.display()))?;
+        written.extend(frames);
+        meta["frames_dir"] = json!(dir);
+    }
     if cancel.is_canceled() {
         bail!(PipelineError::Canceled {
             step: req.params.steps,

@@ -91,7 +91,7 @@ struct Metrics {
     db_path: PathBuf,
     gpus: GpuMonitor,
     /// The model `status` reports, looked up once at start.
-    model: Option<crate::pipeline::ModelInfo>,
+    model: Option<crate::models::Manifest>,
 }
 
 impl Metrics {

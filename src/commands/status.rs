@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::Context;
 use crate::cli::StatusArgs;
+use crate::models::{Manifest, ModelSource, inspect};
 use crate::output::{human_bytes, human_duration, sanitize, truncate};
-use crate::pipeline::{DeviceChoice, ModelInfo, ModelSource, load};
 use crate::store::{Job, StatusCounts, Store};
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
@@ -38,15 +38,15 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
     Ok(crate::error::exit::SUCCESS)
 }
 
-/// The model `generate` would use ($AIVIDEO_MODEL, else the bundled one), or `None` with
-/// a warning when it cannot be loaded.
-pub fn model_in_use(ctx: &Context) -> Option<ModelInfo> {
-    let source = std::env::var_os("AIVIDEO_MODEL")
-        .map_or(ModelSource::Bundled, |d| ModelSource::Dir(d.into()));
-    match load(&source, DeviceChoice::Auto) {
-        Ok(m) => Some(m.info().clone()),
+/// The model `generate` would use ($AIVIDEO_MODEL, else the bundled one), from its metadata
+/// alone (no weights read, no device opened), or `None` with a warning when it cannot be
+/// inspected.
+pub fn model_in_use(ctx: &Context) -> Option<Manifest> {
+    let source = ModelSource::from_option(std::env::var_os("AIVIDEO_MODEL").map(Into::into));
+    match inspect(&source) {
+        Ok(m) => Some(m),
         Err(e) => {
-            ctx.printer.warn(&format!("cannot load the model: {e}"));
+            ctx.printer.warn(&format!("cannot read the model: {e}"));
             None
         }
     }
@@ -105,8 +105,8 @@ pub struct SystemStatus {
     pub jobs: JobCounts,
     pub in_progress: Vec<Job>,
     pub devices: Vec<String>,
-    /// The model in use, when the command loaded one.
-    pub model: Option<ModelInfo>,
+    /// The model `generate` would use, as inspected (not loaded).
+    pub model: Option<Manifest>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,8 +123,8 @@ pub struct JobCounts {
     pub total: u64,
 }
 
-/// Gathers the system status from the store; `model` is the loaded model's info, if any.
-pub fn system_status(store: &Store, model: Option<&ModelInfo>) -> Result<SystemStatus> {
+/// Gathers the system status from the store; `model` is the inspected model, if any.
+pub fn system_status(store: &Store, model: Option<&Manifest>) -> Result<SystemStatus> {
     let counts = store.counts_by_status()?;
     Ok(SystemStatus {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -138,20 +138,28 @@ pub fn system_status(store: &Store, model: Option<&ModelInfo>) -> Result<SystemS
             total: counts.total(),
         },
         in_progress: store.in_progress()?,
-        devices: crate::pipeline::device::available(),
+        devices: crate::models::device::available(),
         model: model.cloned(),
     })
 }
 
 /// The human line for the model in use.
-pub fn describe_model(model: Option<&ModelInfo>) -> String {
+pub fn describe_model(model: Option<&Manifest>) -> String {
     match model {
         None => "none available (see the warning above)".into(),
         Some(m) => {
-            let sha = m.weights_sha256.get(..12).unwrap_or(&m.weights_sha256);
+            let sha = match &m.weights_sha256 {
+                Some(sha) => format!(", weights sha256 {}…", sha.get(..12).unwrap_or(sha)),
+                None => String::new(),
+            };
             sanitize(&format!(
-                "{} ({}) from {} on {}, weights sha256 {sha}…",
-                m.name, m.kind, m.source, m.device
+                "{} ({}, {} family) from {}, {} in {} files{sha}",
+                m.name,
+                m.kind,
+                m.family.as_str(),
+                m.source,
+                human_bytes(m.bytes),
+                m.files.len()
             ))
         }
     }

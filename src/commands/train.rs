@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 
 use super::Context;
 use crate::cli::TrainArgs;
-use crate::train::{TrainOptions, export_checkpoint, train, write_untrained};
+use crate::models::starter::train::{TrainOptions, export_checkpoint, train, write_untrained};
 
 pub fn run(ctx: &Context, args: &TrainArgs) -> Result<u8> {
     let p = &ctx.printer;

@@ -87,6 +87,42 @@ pub fn write_image(path: &Path, img: &RgbImage, meta: &ImageMetadata) -> Result<
     write_atomically(path, &bytes)
 }
 
+/// The file name of frame `index` (0-based) in a `--save-frames` folder: `frame_0001.png` on.
+pub fn frame_file_name(index: usize) -> String {
+    format!("frame_{:04}.png", index + 1)
+}
+
+/// Writes every frame as a lossless RGB PNG, `dir/frame_0001.png` onwards, each atomically;
+/// creates `dir`. Refuses, before writing anything, when any of those files already exists.
+/// Returns the paths written.
+pub fn write_png_frames(
+    dir: &Path,
+    frames: &[RgbImage],
+    meta: &ImageMetadata,
+) -> Result<Vec<std::path::PathBuf>, MediaError> {
+    std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
+    let paths: Vec<_> = (0..frames.len())
+        .map(|i| dir.join(frame_file_name(i)))
+        .collect();
+    if let Some(existing) = paths.iter().find(|p| p.exists()) {
+        return Err(MediaError::invalid(
+            existing,
+            "the file already exists; choose an empty folder for the frames",
+        ));
+    }
+    let mut written = Vec::with_capacity(frames.len());
+    for (path, frame) in paths.iter().zip(frames) {
+        if let Err(e) = write_image(path, frame, meta) {
+            for w in &written {
+                let _ = std::fs::remove_file(w);
+            }
+            return Err(e);
+        }
+        written.push(path.clone());
+    }
+    Ok(written)
+}
+
 /// Inserts a COM segment after SOI and any APP segments (which must come first).
 fn insert_jpeg_comment(jpeg: Vec<u8>, comment: &[u8]) -> Result<Vec<u8>, String> {
     if comment.is_empty() {

@@ -14,6 +14,6 @@ mod writer;
 mod yuv;
 
 pub use error::MediaError;
-pub use images::{ImageMetadata, resize_to_width, write_image};
+pub use images::{ImageMetadata, frame_file_name, resize_to_width, write_image, write_png_frames};
 pub use reader::{FrameSelector, Mp4Info, decode_frame, probe_mp4};
 pub use writer::{Mp4Summary, VideoMetadata, write_mp4};

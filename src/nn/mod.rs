@@ -2,3 +2,4 @@
 //! embeddings, causal 3D convolution and safetensors loading.
 
 pub mod norm;
+pub mod weights;

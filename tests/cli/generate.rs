@@ -413,7 +413,7 @@ fn sigkill_leaves_a_job_that_the_next_command_marks_interrupted() {
 fn a_model_with_a_bad_checksum_is_a_clear_error_and_creates_no_job() {
     let env = TestEnv::new();
     let dir = env.path().join("model");
-    aivideo::train::write_untrained("tiny", &dir, 1).unwrap();
+    aivideo::models::starter::train::write_untrained("tiny", &dir, 1).unwrap();
     let weights = dir.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     let n = bytes.len();

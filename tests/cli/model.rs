@@ -1,8 +1,8 @@
 //! The bundled starter model: real checks of the trained weights.
 
-use aivideo::pipeline::{Control, DeviceChoice, GenerationParams, ModelSource, VideoModel, load};
-use aivideo::synth::analyse::{Analysis, analyse};
-use aivideo::synth::vocab::{Background, Colour, Motion};
+use aivideo::models::starter::synth::analyse::{Analysis, analyse};
+use aivideo::models::starter::synth::vocab::{Background, Colour, Motion};
+use aivideo::models::{Control, DeviceChoice, GenerationParams, ModelSource, VideoModel, open};
 
 const CASES: [(&str, Colour, Background); 3] = [
     (
@@ -40,7 +40,7 @@ fn generate(model: &dyn VideoModel, prompt: &str) -> Analysis {
 }
 
 fn bundled() -> Box<dyn VideoModel> {
-    load(&ModelSource::Bundled, DeviceChoice::Cpu).expect("bundled model")
+    open(&ModelSource::Bundled, DeviceChoice::Cpu).expect("bundled model")
 }
 
 /// Generates each case.
@@ -92,7 +92,7 @@ fn eval_json_reports_its_split_and_one_clip_per_training_triple() {
     ]);
     let v = run.expect_code(0).json();
     assert_eq!(v["split"], "training");
-    let triples = aivideo::synth::vocab::Triple::training().len();
+    let triples = aivideo::models::starter::synth::vocab::Triple::training().len();
     assert_eq!(v["clips"], triples as u64);
     for key in ["colour", "background", "shape", "motion"] {
         let x = v[key].as_f64().unwrap();

@@ -108,7 +108,8 @@ pub fn tiny_model() -> &'static Path {
     static DIR: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
-        aivideo::train::write_untrained("tiny", dir.path(), 11).expect("write tiny model");
+        aivideo::models::starter::train::write_untrained("tiny", dir.path(), 11)
+            .expect("write tiny model");
         dir
     })
     .path()

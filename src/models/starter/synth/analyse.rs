@@ -310,9 +310,9 @@ pub fn analyse(frames: &[RgbImage]) -> Analysis {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::starter::synth::render::ClipSpec;
+    use crate::models::starter::synth::vocab::Scene;
     use crate::rng::Rng;
-    use crate::synth::render::ClipSpec;
-    use crate::synth::vocab::Scene;
 
     fn frames_of(spec: &ClipSpec) -> Vec<RgbImage> {
         let clip = spec.render();
@@ -366,7 +366,8 @@ mod tests {
         let mut wrong = std::collections::BTreeMap::new();
         for scene in Scene::all().into_iter().step_by(4) {
             let clip = ClipSpec::sample(scene, 32, 16, &mut rng).render();
-            let frames = crate::pipeline::resample::resample_clip(&clip.frames, 32, 256, 256);
+            let frames =
+                crate::models::starter::resample::resample_clip(&clip.frames, 32, 256, 256);
             let a = analyse(&frames);
             n += 1;
             ok_s += (a.shape == Some(scene.shape)) as usize;

@@ -11,14 +11,14 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::config::{StarterConfig, TrainingRecord};
-use crate::pipeline::starter::StarterNet;
-use crate::pipeline::text_encoder::EMPTY;
-use crate::pipeline::weights;
+use crate::models::starter::StarterNet;
+use crate::models::starter::config::{StarterConfig, TrainingRecord};
+use crate::models::starter::synth::captions::caption;
+use crate::models::starter::synth::render::{ClipSpec, random_scene};
+use crate::models::starter::synth::vocab::Triple;
+use crate::models::starter::text_encoder::EMPTY;
+use crate::models::starter::weights;
 use crate::rng::Rng;
-use crate::synth::captions::caption;
-use crate::synth::render::{ClipSpec, random_scene};
-use crate::synth::vocab::Triple;
 use optim::AdamW;
 use params::{Params, save_atomic};
 
@@ -424,7 +424,7 @@ pub fn write_untrained(preset: &str, dir: &Path, seed: u64) -> anyhow::Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::{Control, DeviceChoice, GenerationParams, ModelSource, load};
+    use crate::models::{Control, DeviceChoice, GenerationParams, ModelSource, open};
 
     fn params(seed: u64) -> GenerationParams {
         GenerationParams {
@@ -444,7 +444,7 @@ mod tests {
     fn same_seed_gives_identical_frames_and_another_seed_differs() {
         let dir = tempfile::tempdir().unwrap();
         write_untrained("tiny", dir.path(), 3).unwrap();
-        let model = load(&ModelSource::Dir(dir.path().into()), DeviceChoice::Cpu).unwrap();
+        let model = open(&ModelSource::Dir(dir.path().into()), DeviceChoice::Cpu).unwrap();
         let go = |seed| {
             model
                 .generate(&params(seed), &mut |_| Control::Continue)

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{Control, GenerationParams, PipelineError, VideoModel};
+use crate::models::starter::synth::analyse::analyse;
+use crate::models::starter::synth::captions::{TEMPLATES, caption_with};
+use crate::models::starter::synth::vocab::{Background, Motion, Scene, Shape, Triple};
+use crate::models::{Control, GenerationParams, PipelineError, VideoModel};
 use crate::rng::Rng;
-use crate::synth::analyse::analyse;
-use crate::synth::captions::{TEMPLATES, caption_with};
-use crate::synth::vocab::{Background, Motion, Scene, Shape, Triple};
 
 /// One evaluation prompt and the scene it describes.
 #[derive(Debug, Clone, Serialize, Deserialize)]

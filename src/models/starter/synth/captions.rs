@@ -69,7 +69,7 @@ pub fn caption_with(scene: &Scene, template: usize, rng: &mut Rng) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::vocab::Shape;
+    use crate::models::starter::synth::vocab::Shape;
 
     #[test]
     fn captions_name_every_part_of_the_scene() {

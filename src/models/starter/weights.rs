@@ -1,11 +1,11 @@
 //! Locating and verifying model files: the config, and weights checked against a SHA-256.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::PipelineError;
-use super::config::StarterConfig;
+use super::config::{STARTER_ARCHITECTURE, StarterConfig};
+use crate::models::{ManifestFile, PipelineError, io_error};
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -20,23 +20,23 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PipelineError> {
-    std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => PipelineError::MissingFile {
-            path: path.to_path_buf(),
-        },
-        _ => PipelineError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        },
-    })
+    std::fs::read(path).map_err(|e| io_error(path, e))
 }
 
 /// Parses a config; `path` is only used in error messages.
 pub fn parse_config(text: &[u8], path: &Path) -> Result<StarterConfig, PipelineError> {
-    serde_json::from_slice(text).map_err(|e| PipelineError::BadConfig {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    let cfg: StarterConfig =
+        serde_json::from_slice(text).map_err(|e| PipelineError::BadConfig {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    if cfg.architecture != STARTER_ARCHITECTURE {
+        return Err(PipelineError::BadConfig {
+            path: path.to_path_buf(),
+            reason: format!("unknown architecture `{}`", cfg.architecture),
+        });
+    }
+    Ok(cfg)
 }
 
 /// Checks `weights` against the config's recorded SHA-256.
@@ -58,14 +58,41 @@ pub fn verify(cfg: &StarterConfig, weights: &[u8], path: &Path) -> Result<(), Pi
     Ok(())
 }
 
-/// Reads `dir/config.json` and the weights it names, verifying the checksum.
-pub fn load_dir(dir: &Path) -> Result<(StarterConfig, Vec<u8>, PathBuf), PipelineError> {
+/// Reads `dir/config.json` and the sizes of the files it names, without reading the weights.
+pub fn inspect_dir(dir: &Path) -> Result<(StarterConfig, Vec<ManifestFile>), PipelineError> {
     let cfg_path = dir.join("config.json");
-    let cfg = parse_config(&read(&cfg_path)?, &cfg_path)?;
+    let cfg_bytes = read(&cfg_path)?;
+    let cfg = parse_config(&cfg_bytes, &cfg_path)?;
+    let weights_path = dir.join(&cfg.weights);
+    let weights_bytes = std::fs::metadata(&weights_path)
+        .map_err(|e| io_error(&weights_path, e))?
+        .len();
+    let files = vec![
+        ManifestFile {
+            path: "config.json".into(),
+            bytes: cfg_bytes.len() as u64,
+        },
+        ManifestFile {
+            path: cfg.weights.clone(),
+            bytes: weights_bytes,
+        },
+    ];
+    Ok((cfg, files))
+}
+
+/// Reads the weights `cfg` names in `dir`, verifying their checksum.
+pub fn read_verified(dir: &Path, cfg: &StarterConfig) -> Result<Vec<u8>, PipelineError> {
     let weights_path = dir.join(&cfg.weights);
     let weights = read(&weights_path)?;
-    verify(&cfg, &weights, &weights_path)?;
-    Ok((cfg, weights, weights_path))
+    verify(cfg, &weights, &weights_path)?;
+    Ok(weights)
+}
+
+/// Reads `dir/config.json` and the weights it names, verifying the checksum.
+pub fn load_dir(dir: &Path) -> Result<(StarterConfig, Vec<u8>), PipelineError> {
+    let (cfg, _) = inspect_dir(dir)?;
+    let weights = read_verified(dir, &cfg)?;
+    Ok((cfg, weights))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 
-use super::{Control, PipelineError, Progress};
+use crate::models::{Control, Phase, PipelineError, Progress};
 use crate::rng::Rng;
 
 /// `steps + 1` flow times from `t_max` down to 0, warped by `shift` (1 = evenly spaced).
@@ -50,6 +50,7 @@ pub fn sample(
         };
         x = (&x + (v * (t_next - t) as f64)?)?;
         let progress = Progress {
+            phase: Phase::Denoising,
             step: i as u32 + 1,
             total_steps: steps,
             elapsed: start.elapsed(),

@@ -1,19 +1,31 @@
-//! The bundled starter model: text encoder + denoiser, and its [`VideoModel`] implementation.
+//! The bundled starter model family: its config, weights, text encoder, denoiser and
+//! sampler, the [`VideoModel`] implementation, and the training, synthetic data and
+//! evaluation code that serve only it.
+
+pub mod config;
+pub mod denoiser;
+pub mod eval;
+pub mod layers;
+pub mod resample;
+pub mod sampler;
+pub mod synth;
+pub mod text_encoder;
+pub mod train;
+pub mod weights;
 
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::config::StarterConfig;
-use super::denoiser::Denoiser;
-use super::resample::resample_clip;
-use super::sampler;
-use super::text_encoder::{EMPTY, TextEmbedding, TextEncoder, TokenBatch, Tokens};
-use super::{
+use crate::models::{
     Bound, Control, GenerationParams, Limits, ModelInfo, PhaseTimings, PipelineError, Preset,
     Progress, Quality, Video, VideoModel,
 };
+use config::StarterConfig;
+use denoiser::Denoiser;
+use resample::resample_clip;
+use text_encoder::{EMPTY, TextEmbedding, TextEncoder, TokenBatch, Tokens};
 
 /// The network: shared by training and inference so both use one definition.
 pub struct StarterNet {
@@ -93,7 +105,7 @@ impl StarterModel {
             kind: cfg.architecture.clone(),
             source,
             weights_sha256: cfg.weights_sha256.clone(),
-            device: super::device::describe(&device),
+            device: crate::models::device::describe(&device),
         };
         Ok(StarterModel {
             net,
@@ -181,6 +193,7 @@ pub fn starter_limits(cfg: &StarterConfig) -> Limits {
             max: frames,
             default: frames,
         },
+        frame_step: 1,
         fps: Bound {
             min: 1,
             max: 30,
@@ -268,7 +281,8 @@ impl VideoModel for StarterModel {
             timings: PhaseTimings {
                 text_encoding_s: native.text_encoding_s,
                 denoising_s: native.denoising_s,
-                resampling_s: t.elapsed().as_secs_f64(),
+                resampling_s: Some(t.elapsed().as_secs_f64()),
+                vae_decoding_s: None,
             },
             ignored_words: native.unknown_words,
         })

@@ -1,18 +1,14 @@
-//! The model-facing interface: load a video model and generate frames from a validated request.
+//! The model-facing interface: inspect and load a video model, and generate frames from a
+//! validated request.
 //!
-//! Every model (the bundled starter model now, hub models later) implements [`VideoModel`];
-//! the CLI only talks to this trait, the [`Limits`] a model declares, and [`load`].
+//! Every model family (the bundled starter model, Wan2.1 in the Diffusers layout) implements
+//! [`VideoModel`]; the CLI only talks to this trait, the [`Limits`] a model declares, and the
+//! registry's [`inspect`] and [`load`].
 
-pub mod config;
-pub mod denoiser;
 pub mod device;
-pub mod layers;
 pub mod registry;
-pub mod resample;
-pub mod sampler;
 pub mod starter;
-pub mod text_encoder;
-pub mod weights;
+pub mod wan;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use device::{DeviceChoice, select_device};
-pub use registry::{ModelKind, ModelSource, load};
+pub use registry::{Family, Manifest, ManifestFile, ModelSource, has_bundled, inspect, load, open};
 
 /// The quality presets a request can name; each model maps them to its own defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,6 +87,9 @@ pub struct Limits {
     pub native_width: u32,
     pub native_height: u32,
     pub frames: Bound<u32>,
+    /// Frame counts must be `1 + k · frame_step` (Wan's VAE makes 4 frames per latent frame
+    /// after the first, so Wan declares 4; 1 allows any count).
+    pub frame_step: u32,
     pub fps: Bound<u32>,
     pub guidance: Bound<f32>,
     /// Output width and height (each must also be divisible by `size_multiple`).
@@ -124,9 +123,20 @@ pub struct GenerationParams {
     pub fps: u32,
 }
 
-/// Reported to the progress callback after every denoising step.
+/// Which long phase of a generation a [`Progress`] report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Denoising steps (`step` of `total_steps`).
+    Denoising,
+    /// Decoding latents to frames chunk by chunk (`step` chunks of `total_steps` done).
+    Decoding,
+}
+
+/// Reported to the progress callback after every denoising step (and, for models with a
+/// VAE, after every decoded chunk).
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
+    pub phase: Phase,
     /// Steps finished so far (1-based after the first step).
     pub step: u32,
     pub total_steps: u32,
@@ -145,7 +155,12 @@ pub enum Control {
 pub struct PhaseTimings {
     pub text_encoding_s: f64,
     pub denoising_s: f64,
-    pub resampling_s: f64,
+    /// Scaling native frames to the requested size (the starter model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resampling_s: Option<f64>,
+    /// Decoding latents to frames with the VAE (Diffusers families).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae_decoding_s: Option<f64>,
 }
 
 /// The frames of one generated clip, RGB at the requested size.
@@ -190,6 +205,10 @@ pub enum PipelineError {
     NoBundledModel,
     #[error("device `{0}` is not available in this build or on this machine")]
     DeviceUnavailable(String),
+    #[error("invalid weights: {0}")]
+    BadWeights(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
     #[error("request outside the model's limits: {0}")]
     OutOfLimits(String),
     #[error("generation canceled after step {step} of {total}")]
@@ -202,6 +221,34 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+}
+
+/// The error for an I/O failure on `path`: a missing file is [`PipelineError::MissingFile`].
+pub fn io_error(path: &std::path::Path, e: std::io::Error) -> PipelineError {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => PipelineError::MissingFile {
+            path: path.to_path_buf(),
+        },
+        _ => PipelineError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+impl From<crate::nn::weights::WeightsError> for PipelineError {
+    fn from(e: crate::nn::weights::WeightsError) -> Self {
+        match e {
+            crate::nn::weights::WeightsError::Missing { dir, stem } => PipelineError::MissingFile {
+                path: dir.join(format!("{stem}.safetensors")),
+            },
+            crate::nn::weights::WeightsError::MissingShard { path, .. } => {
+                PipelineError::MissingFile { path }
+            }
+            crate::nn::weights::WeightsError::Io { path, source } => io_error(&path, source),
+            other => PipelineError::BadWeights(other.to_string()),
+        }
+    }
 }
 
 /// One loaded text-to-video model.

@@ -294,7 +294,7 @@ fn position_embedding(cfg: &StarterConfig, device: &Device) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::text_encoder::{TextEncoder, TokenBatch};
+    use crate::models::starter::text_encoder::{TextEncoder, TokenBatch};
     use candle_core::DType;
     use candle_nn::VarMap;
 
