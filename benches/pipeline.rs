@@ -7,19 +7,11 @@
 use std::time::Instant;
 
 mod common;
-use common::{arg, median};
+use common::{arg, median, peak_rss_mib};
 
 use aivideo::models::{
-    Control, DeviceChoice, GenerationParams, ModelSource, Quality, VideoModel, load,
+    Control, DeviceChoice, GenerationParams, ModelSource, Quality, VideoModel, open,
 };
-
-/// Peak resident set size of this process in MiB (Linux `VmHWM`).
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
-}
 
 fn main() {
     let runs: usize = arg("--runs", 5);

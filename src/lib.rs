@@ -11,9 +11,11 @@ pub mod media;
 pub mod metrics;
 pub mod models;
 pub mod nn;
+pub mod noise;
 pub mod output;
 pub mod request;
 pub mod rng;
+pub mod schedulers;
 pub mod store;
 
 use std::ffi::OsString;

@@ -11,3 +11,4 @@ mod model;
 mod recovery;
 mod status;
 mod thumbnail;
+mod wan;

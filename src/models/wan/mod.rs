@@ -3,20 +3,25 @@
 
 pub mod config;
 pub mod manifest;
+pub mod pipeline;
+pub mod tokenizer;
+pub mod transformer;
+pub mod umt5;
+pub mod vae;
 
 use candle_core::{DType, Device};
 
 use crate::models::{PipelineError, VideoModel};
 pub use manifest::{MODEL_INDEX, WanManifest, inspect_dir};
 
-/// Loads a `WanPipeline` onto `device` in `dtype` (`None`: the family's default).
+/// Loads a `WanPipeline` onto `device` in `dtype` (`None`: f32 on the CPU, bf16 on a GPU).
 pub fn load(
-    _manifest: &WanManifest,
-    _source: &str,
-    _device: Device,
-    _dtype: Option<DType>,
+    manifest: &WanManifest,
+    source: &str,
+    device: Device,
+    dtype: Option<DType>,
 ) -> Result<Box<dyn VideoModel>, PipelineError> {
-    Err(PipelineError::Unsupported(
-        "running Wan pipelines is not built yet: this build can inspect them only".into(),
-    ))
+    Ok(Box::new(pipeline::WanModel::load(
+        manifest, source, device, dtype,
+    )?))
 }

@@ -1,0 +1,216 @@
+//! Parity of the Wan VAE with diffusers' `AutoencoderKLWan` on the tiny fixture, chunk
+//! cancellation, latent (de)normalisation and config validation.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wan");
+
+fn load_vae(dtype: DType) -> AutoencoderKlWan {
+    let dir = format!("{FIXTURES}/tiny-pipeline/vae");
+    let cfg = WanVaeConfig::from_file(std::path::Path::new(&format!("{dir}/config.json"))).unwrap();
+    let weights = candle_core::safetensors::load(
+        format!("{dir}/diffusion_pytorch_model.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
+    AutoencoderKlWan::new(cfg, vb).unwrap()
+}
+
+fn reference() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(
+        format!("{FIXTURES}/reference/vae.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+/// Max |got − want| and the contract's bound, 1e-4 · max(1, max |want|).
+fn max_diff(got: &Tensor, want: &Tensor) -> (f32, f32) {
+    assert_eq!(got.dims(), want.dims());
+    let got = got.to_dtype(DType::F32).unwrap();
+    let diff: f32 = (&got - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let peak: f32 = want
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    (diff, 1e-4 * peak.max(1.0))
+}
+
+fn decode_all(vae: &AutoencoderKlWan, z: &Tensor) -> Tensor {
+    vae.decode(z, &mut |_, _| ControlFlow::Continue(()))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn decode_matches_diffusers() {
+    let vae = load_vae(DType::F32);
+    let r = reference();
+    let mut calls = Vec::new();
+    let out = vae
+        .decode(&r["latents"], &mut |done, total| {
+            calls.push((done, total));
+            ControlFlow::Continue(())
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(calls, vec![(1, 3), (2, 3), (3, 3)]);
+    let (diff, bound) = max_diff(&out, &r["decoded"]);
+    eprintln!("decode max diff {diff:e} (bound {bound:e})");
+    assert!(diff <= bound, "decode max diff {diff} > {bound}");
+}
+
+#[test]
+fn encode_matches_diffusers() {
+    let vae = load_vae(DType::F32);
+    let r = reference();
+    let (mean, logvar) = vae.encode(&r["video"]).unwrap();
+    for (name, got) in [("encoded_mean", &mean), ("encoded_logvar", &logvar)] {
+        let (diff, bound) = max_diff(got, &r[name]);
+        eprintln!("{name} max diff {diff:e} (bound {bound:e})");
+        assert!(diff <= bound, "{name} max diff {diff} > {bound}");
+    }
+}
+
+#[test]
+fn decode_stops_when_the_callback_breaks() {
+    let vae = load_vae(DType::F32);
+    let r = reference();
+    let mut calls = 0;
+    let out = vae
+        .decode(&r["latents"], &mut |done, _| {
+            calls += 1;
+            if done == 1 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert!(out.is_none());
+    assert_eq!(calls, 1);
+}
+
+#[test]
+fn decode_is_causal_in_time() {
+    // The first latent frames decode to the same video frames whatever follows them.
+    let vae = load_vae(DType::F32);
+    let r = reference();
+    let z = &r["latents"];
+    let full = decode_all(&vae, z);
+    let head = decode_all(&vae, &z.narrow(2, 0, 2).unwrap());
+    assert_eq!(head.dims(), &[1, 3, 5, 32, 48]);
+    let (diff, _) = max_diff(&head, &full.narrow(2, 0, 5).unwrap());
+    assert_eq!(diff, 0.0);
+}
+
+#[test]
+fn bf16_weights_stay_close() {
+    let vae = load_vae(DType::BF16);
+    let r = reference();
+    let out = decode_all(&vae, &r["latents"]);
+    let (diff, _) = max_diff(&out, &r["decoded"]);
+    eprintln!("bf16 decode max diff {diff:e}");
+    assert!(diff < 0.05, "bf16 decode max diff {diff}");
+    let (mean, _) = vae.encode(&r["video"]).unwrap();
+    let (diff, _) = max_diff(&mean, &r["encoded_mean"]);
+    eprintln!("bf16 encode max diff {diff:e}");
+    assert!(diff < 0.05, "bf16 encode max diff {diff}");
+}
+
+#[test]
+fn latents_are_denormalised_per_channel() {
+    let vae = load_vae(DType::F32);
+    assert_eq!(vae.latents_mean(), &[-0.3, 0.1, 0.25, -0.05]);
+    assert_eq!(vae.latents_std(), &[1.8, 2.5, 1.2, 3.0]);
+    let x = Tensor::ones((1, 4, 2, 1, 1), DType::F32, &Device::Cpu).unwrap();
+    let y = vae.denormalize_latents(&x).unwrap();
+    let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    let want = [1.5f32, 1.5, 2.6, 2.6, 1.45, 1.45, 2.95, 2.95];
+    for (a, b) in v.iter().zip(want) {
+        assert!((a - b).abs() < 1e-6, "{v:?}");
+    }
+    let back = vae.normalize_latents(&y).unwrap();
+    let (diff, _) = max_diff(&back, &x);
+    assert!(diff < 1e-6);
+}
+
+fn fixture_config() -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(format!("{FIXTURES}/tiny-pipeline/vae/config.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn parse(value: &serde_json::Value) -> std::result::Result<WanVaeConfig, VaeConfigError> {
+    WanVaeConfig::from_json(&value.to_string())
+}
+
+#[test]
+fn config_parses_the_checkpoint_and_fills_defaults() {
+    let cfg = parse(&fixture_config()).unwrap();
+    assert_eq!((cfg.base_dim, cfg.z_dim, cfg.num_res_blocks), (8, 4, 1));
+    assert_eq!(cfg.dim_mult, vec![1, 2, 4, 4]);
+    assert_eq!(cfg.temperal_downsample, vec![false, true, true]);
+    assert_eq!(
+        (cfg.spatial_compression(), cfg.temporal_compression()),
+        (8, 4)
+    );
+    // A bare config is Wan2.1's VAE (diffusers' defaults).
+    let bare = WanVaeConfig::from_json(r#"{"_class_name": "AutoencoderKLWan"}"#).unwrap();
+    assert_eq!(bare, WanVaeConfig::default());
+    assert_eq!(
+        (bare.base_dim, bare.z_dim, bare.latents_std.len()),
+        (96, 16, 16)
+    );
+}
+
+#[test]
+fn config_rejects_unsupported_variants() {
+    let cases: [(&str, serde_json::Value, &str); 7] = [
+        ("attn_scales", serde_json::json!([0.5]), "attn_scales"),
+        ("is_residual", serde_json::json!(true), "residual"),
+        ("patch_size", serde_json::json!(2), "patch_size"),
+        ("in_channels", serde_json::json!(12), "in_channels"),
+        ("out_channels", serde_json::json!(12), "out_channels"),
+        (
+            "latents_mean",
+            serde_json::json!([0.0, 1.0]),
+            "latents_mean",
+        ),
+        (
+            "temperal_downsample",
+            serde_json::json!([true]),
+            "temperal_downsample",
+        ),
+    ];
+    for (field, value, needle) in cases {
+        let mut cfg = fixture_config();
+        cfg[field] = value;
+        let err = parse(&cfg).unwrap_err().to_string();
+        assert!(err.contains(needle), "{field}: {err}");
+    }
+    let mut cfg = fixture_config();
+    cfg["z_dim"] = serde_json::json!("four");
+    assert!(matches!(parse(&cfg), Err(VaeConfigError::Parse(_))));
+}

@@ -1,0 +1,136 @@
+//! Rotary position embeddings: Wan's 3D RoPE (frame, row, column) on interleaved pairs.
+//!
+//! Wan splits each attention head's channels into three groups, one per axis of the
+//! patch grid: `h = w = 2·⌊D/6⌋` channels for the rows and the columns and `t = D − h − w`
+//! for the frames. Within a group of `d` channels, pair `j` (channels `2j`, `2j+1`) turns
+//! by `pos · θ^(−2j/d)` radians, where `pos` is the token's index along that axis. The
+//! angles are computed in f64 and their cosines and sines stored in f32, as diffusers does.
+
+use candle_core::{DType, Device, Result, Tensor};
+
+/// Wan's base wavelength.
+pub const WAN_ROPE_THETA: f64 = 10_000.0;
+
+/// How Wan splits `head_dim` channels between the frame, row and column axes.
+///
+/// Fails when `head_dim` is odd (the channels are rotated in pairs).
+pub fn wan_axis_dims(head_dim: usize) -> Result<[usize; 3]> {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) {
+        candle_core::bail!("rotary embedding needs an even, non-zero head dim, got {head_dim}");
+    }
+    let hw = 2 * (head_dim / 6);
+    Ok([head_dim - 2 * hw, hw, hw])
+}
+
+/// Cosine and sine tables of Wan's 3D RoPE for one `(frames, height, width)` patch grid.
+///
+/// Tokens are ordered frame-major, then row, then column (the order of a flattened
+/// `[frames, height, width]` grid); the tables are `[tokens, head_dim / 2]` f32, one
+/// column per rotated pair.
+#[derive(Debug, Clone)]
+pub struct Rope3d {
+    grid: [usize; 3],
+    head_dim: usize,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope3d {
+    /// Precomputes the tables for a `grid = [frames, height, width]` of tokens.
+    pub fn new(head_dim: usize, grid: [usize; 3], theta: f64, device: &Device) -> Result<Self> {
+        let dims = wan_axis_dims(head_dim)?;
+        // Per axis, the angle of every pair at every position along it: [len][d/2].
+        let axis_angles: Vec<Vec<Vec<f64>>> = dims
+            .iter()
+            .zip(grid)
+            .map(|(&d, len)| {
+                let inv: Vec<f64> = (0..d / 2)
+                    .map(|j| 1.0 / theta.powf((2 * j) as f64 / d as f64))
+                    .collect();
+                (0..len)
+                    .map(|p| inv.iter().map(|f| p as f64 * f).collect())
+                    .collect()
+            })
+            .collect();
+        let tokens = grid.iter().product::<usize>();
+        let half = head_dim / 2;
+        let mut cos = Vec::with_capacity(tokens * half);
+        let mut sin = Vec::with_capacity(tokens * half);
+        for f in 0..grid[0] {
+            for h in 0..grid[1] {
+                for w in 0..grid[2] {
+                    let angles = axis_angles[0][f]
+                        .iter()
+                        .chain(&axis_angles[1][h])
+                        .chain(&axis_angles[2][w]);
+                    for &a in angles {
+                        cos.push(a.cos() as f32);
+                        sin.push(a.sin() as f32);
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            grid,
+            head_dim,
+            cos: Tensor::from_vec(cos, (tokens, half), device)?,
+            sin: Tensor::from_vec(sin, (tokens, half), device)?,
+        })
+    }
+
+    /// The `[frames, height, width]` grid the tables cover.
+    pub fn grid(&self) -> [usize; 3] {
+        self.grid
+    }
+
+    /// Number of tokens (`frames · height · width`).
+    pub fn tokens(&self) -> usize {
+        self.grid.iter().product()
+    }
+
+    /// `[tokens, head_dim / 2]` f32 cosines.
+    pub fn cos(&self) -> &Tensor {
+        &self.cos
+    }
+
+    /// `[tokens, head_dim / 2]` f32 sines.
+    pub fn sin(&self) -> &Tensor {
+        &self.sin
+    }
+
+    /// Rotates `x` (`[batch, heads, tokens, head_dim]`): each pair `(x₀, x₁)` becomes
+    /// `(x₀·cos − x₁·sin, x₀·sin + x₁·cos)`. Computed in f32, returned in `x`'s dtype.
+    pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        self.apply_scaled(x, 1.0)
+    }
+
+    /// [`Rope3d::apply`] followed by a multiplication by `scale`, both in f32 before the
+    /// result is rounded to `x`'s dtype (used to fold attention's `1/√d` into the queries).
+    pub fn apply_scaled(&self, x: &Tensor, scale: f64) -> Result<Tensor> {
+        let (_, _, tokens, head_dim) = x.dims4()?;
+        if tokens != self.tokens() || head_dim != self.head_dim {
+            candle_core::bail!(
+                "rotary embedding for {} tokens of head dim {} applied to {:?}",
+                self.tokens(),
+                self.head_dim,
+                x.shape()
+            );
+        }
+        let dtype = x.dtype();
+        // `to_dtype` also makes a strided input contiguous, as `rope_i` requires.
+        let xf = if dtype == DType::F32 {
+            x.contiguous()?
+        } else {
+            x.to_dtype(DType::F32)?
+        };
+        let mut y = candle_nn::rotary_emb::rope_i(&xf, &self.cos, &self.sin)?;
+        if scale != 1.0 {
+            y = (y * scale)?;
+        }
+        y.to_dtype(dtype)
+    }
+}
+
+#[cfg(test)]
+#[path = "rope_tests.rs"]
+mod tests;
