@@ -98,7 +98,7 @@ fn vae_config(tiny: bool) -> WanVaeConfig {
 fn run_case(case: &str, tiny: bool, repeats: usize) -> serde_json::Value {
     let dev = Device::Cpu;
     let (h, w) = if tiny { (8, 12) } else { (30, 52) };
-    let vb = |dtype| VarBuilder::from_backend(Box::new(RandomWeights), dtype, &dev);
+    let vb = |dtype| VarBuilder::from_backend(Box::new(RandomWeights), dtype, dev.clone());
     let mut times = Vec::new();
     let build_t = Instant::now();
     let build_s;
@@ -131,9 +131,10 @@ fn run_case(case: &str, tiny: bool, repeats: usize) -> serde_json::Value {
         }
     } else {
         let cfg = vae_config(tiny);
-        let vae = AutoencoderKlWan::new(&cfg, vb(DType::F32)).expect("vae");
+        let z_dim = cfg.z_dim;
+        let vae = AutoencoderKlWan::new(cfg, vb(DType::F32)).expect("vae");
         build_s = build_t.elapsed().as_secs_f64();
-        let z = Tensor::randn(0f32, 1.0, (1, cfg.z_dim, 5, h, w), &dev).unwrap();
+        let z = Tensor::randn(0f32, 1.0, (1, z_dim, 5, h, w), &dev).unwrap();
         for i in 0..=repeats {
             let t = Instant::now();
             let out = vae

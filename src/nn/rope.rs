@@ -39,8 +39,8 @@ impl Rope3d {
     /// Precomputes the tables for a `grid = [frames, height, width]` of tokens.
     pub fn new(head_dim: usize, grid: [usize; 3], theta: f64, device: &Device) -> Result<Self> {
         let dims = wan_axis_dims(head_dim)?;
-        // Per axis, the angle of every pair at every position along it: [len][d/2].
-        let axis_angles: Vec<Vec<Vec<f64>>> = dims
+        // Per axis, `(cos, sin)` of every pair at every position along it: [len][d/2].
+        let axis_tables: Vec<Vec<(Vec<f32>, Vec<f32>)>> = dims
             .iter()
             .zip(grid)
             .map(|(&d, len)| {
@@ -48,7 +48,13 @@ impl Rope3d {
                     .map(|j| 1.0 / theta.powf((2 * j) as f64 / d as f64))
                     .collect();
                 (0..len)
-                    .map(|p| inv.iter().map(|f| p as f64 * f).collect())
+                    .map(|p| {
+                        let angles = inv.iter().map(|f| p as f64 * f);
+                        (
+                            angles.clone().map(|a| a.cos() as f32).collect(),
+                            angles.map(|a| a.sin() as f32).collect(),
+                        )
+                    })
                     .collect()
             })
             .collect();
@@ -56,17 +62,15 @@ impl Rope3d {
         let half = head_dim / 2;
         let mut cos = Vec::with_capacity(tokens * half);
         let mut sin = Vec::with_capacity(tokens * half);
-        for f in 0..grid[0] {
-            for h in 0..grid[1] {
-                for w in 0..grid[2] {
-                    let angles = axis_angles[0][f]
-                        .iter()
-                        .chain(&axis_angles[1][h])
-                        .chain(&axis_angles[2][w]);
-                    for &a in angles {
-                        cos.push(a.cos() as f32);
-                        sin.push(a.sin() as f32);
-                    }
+        for (cf, sf) in &axis_tables[0] {
+            for (ch, sh) in &axis_tables[1] {
+                for (cw, sw) in &axis_tables[2] {
+                    cos.extend_from_slice(cf);
+                    cos.extend_from_slice(ch);
+                    cos.extend_from_slice(cw);
+                    sin.extend_from_slice(sf);
+                    sin.extend_from_slice(sh);
+                    sin.extend_from_slice(sw);
                 }
             }
         }
@@ -98,15 +102,20 @@ impl Rope3d {
         &self.sin
     }
 
+    /// The same rotation multiplied by `factor` (the tables scaled in f32): used to fold
+    /// attention's `1/√d` into the queries' rotation at no extra pass over them.
+    pub fn scaled(&self, factor: f64) -> Result<Self> {
+        Ok(Self {
+            grid: self.grid,
+            head_dim: self.head_dim,
+            cos: (&self.cos * factor)?,
+            sin: (&self.sin * factor)?,
+        })
+    }
+
     /// Rotates `x` (`[batch, heads, tokens, head_dim]`): each pair `(x₀, x₁)` becomes
     /// `(x₀·cos − x₁·sin, x₀·sin + x₁·cos)`. Computed in f32, returned in `x`'s dtype.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
-        self.apply_scaled(x, 1.0)
-    }
-
-    /// [`Rope3d::apply`] followed by a multiplication by `scale`, both in f32 before the
-    /// result is rounded to `x`'s dtype (used to fold attention's `1/√d` into the queries).
-    pub fn apply_scaled(&self, x: &Tensor, scale: f64) -> Result<Tensor> {
         let (_, _, tokens, head_dim) = x.dims4()?;
         if tokens != self.tokens() || head_dim != self.head_dim {
             candle_core::bail!(
@@ -123,11 +132,7 @@ impl Rope3d {
         } else {
             x.to_dtype(DType::F32)?
         };
-        let mut y = candle_nn::rotary_emb::rope_i(&xf, &self.cos, &self.sin)?;
-        if scale != 1.0 {
-            y = (y * scale)?;
-        }
-        y.to_dtype(dtype)
+        candle_nn::rotary_emb::rope_i(&xf, &self.cos, &self.sin)?.to_dtype(dtype)
     }
 }
 

@@ -40,7 +40,9 @@ fn apply_rotates_adjacent_pairs() {
         .collect();
     let x = Tensor::from_vec(data.clone(), (1, 2, 6, 12), &Device::Cpu).unwrap();
     let y: Vec<f32> = rope
-        .apply_scaled(&x, 0.5)
+        .scaled(0.5)
+        .unwrap()
+        .apply(&x)
         .unwrap()
         .flatten_all()
         .unwrap()

@@ -123,13 +123,17 @@ impl WanTokenizer {
             ]
         });
         spec["post_processor"] = Value::Null;
+        // Decoding is not used; dropping the decoder also spares parsing older formats.
+        spec["decoder"] = Value::Null;
         spec["truncation"] = Value::Null;
         spec["padding"] = Value::Null;
-        let tokenizers_err = |source| TokenizerError::Tokenizers {
-            path: path.clone(),
-            source,
-        };
-        let mut inner: Tokenizer = spec.to_string().parse().map_err(tokenizers_err)?;
+        // Deserialized straight from the edited JSON value (what `Tokenizer::from_str` does
+        // with the text).
+        let mut inner: Tokenizer =
+            serde_json::from_value(spec).map_err(|source| TokenizerError::Parse {
+                path: path.clone(),
+                source,
+            })?;
 
         let eos = config_token(&config, "eos_token", "</s>");
         let pad_token = config_token(&config, "pad_token", "<pad>");

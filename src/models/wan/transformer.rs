@@ -12,7 +12,9 @@ mod block;
 mod config;
 mod embed;
 
-pub use attention::{ATTENTION_CHUNK_SCORES, WanAttention, attention, attention_chunked};
+pub use attention::{
+    ATTENTION_CHUNK_SCORES, SelfAttnRope, WanAttention, attention, attention_chunked,
+};
 pub use block::WanBlock;
 pub use config::{QK_NORM, TRANSFORMER_CLASS, TransformerConfigError, WanTransformerConfig};
 pub use embed::{ConditionEmbedder, Conditions, PatchEmbed, timestep_sinusoids};
@@ -44,8 +46,8 @@ impl WanTransformer {
     pub fn new(cfg: &WanTransformerConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate().map_err(candle_core::Error::wrap)?;
         let dtype = vb.dtype();
-        if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
-            candle_core::bail!("the Wan transformer runs in f32, bf16 or f16, not {dtype:?}");
+        if !matches!(dtype, DType::F32 | DType::BF16) {
+            candle_core::bail!("the Wan transformer runs in f32 or bf16, not {dtype:?}");
         }
         let dim = cfg.inner_dim();
         let patch = cfg.patch();
@@ -148,12 +150,9 @@ impl WanTransformer {
                 encoder_hidden_states.shape()
             );
         }
-        let rope = Rope3d::new(
-            self.cfg.attention_head_dim,
-            grid,
-            WAN_ROPE_THETA,
-            hidden_states.device(),
-        )?;
+        let head_dim = self.cfg.attention_head_dim;
+        let rope = Rope3d::new(head_dim, grid, WAN_ROPE_THETA, hidden_states.device())?;
+        let rope = SelfAttnRope::new(rope, head_dim)?;
         let mut x = self
             .patch_embedding
             .forward(&hidden_states.to_dtype(self.dtype)?)?;

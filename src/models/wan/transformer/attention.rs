@@ -49,6 +49,24 @@ pub fn attention_chunked(q: &Tensor, k: &Tensor, v: &Tensor, max_scores: usize) 
     out.reshape((b, sq, h * d))
 }
 
+/// The rotary tables of one forward pass: the keys' own, and the queries' scaled by
+/// attention's `1/√head_dim` (so the queries need no separate scaling pass).
+#[derive(Debug, Clone)]
+pub struct SelfAttnRope {
+    pub queries: Rope3d,
+    pub keys: Rope3d,
+}
+
+impl SelfAttnRope {
+    /// Derives the query tables from `rope` (built for `head_dim`).
+    pub fn new(rope: Rope3d, head_dim: usize) -> Result<Self> {
+        Ok(Self {
+            queries: rope.scaled(1.0 / (head_dim as f64).sqrt())?,
+            keys: rope,
+        })
+    }
+}
+
 /// One `WanAttention` (`attn1` or `attn2` of a block): q/k/v projections, RMS norm of the
 /// queries and keys across all heads, attention, output projection `to_out.0`.
 #[derive(Debug, Clone)]
@@ -88,12 +106,8 @@ impl WanAttention {
             .contiguous()
     }
 
-    fn scale(&self) -> f64 {
-        1.0 / (self.head_dim as f64).sqrt()
-    }
-
     /// Self-attention over the video tokens `x` (`[B, N, dim]`) with rotary positions.
-    pub fn forward_self(&self, x: &Tensor, rope: &Rope3d) -> Result<Tensor> {
+    pub fn forward_self(&self, x: &Tensor, rope: &SelfAttnRope) -> Result<Tensor> {
         let q = rms_norm(&self.to_q.forward(x)?, Some(&self.norm_q), self.eps)?;
         let k = rms_norm(&self.to_k.forward(x)?, Some(&self.norm_k), self.eps)?;
         let v = self.split_heads(&self.to_v.forward(x)?)?;
@@ -102,8 +116,8 @@ impl WanAttention {
             t.reshape((b, n, self.heads, self.head_dim))?
                 .transpose(1, 2)
         };
-        let q = rope.apply_scaled(&heads(q)?, self.scale())?;
-        let k = rope.apply(&heads(k)?)?;
+        let q = rope.queries.apply(&heads(q)?)?;
+        let k = rope.keys.apply(&heads(k)?)?;
         self.to_out.forward(&attention(&q, &k, &v)?)
     }
 
@@ -113,7 +127,7 @@ impl WanAttention {
         let k = rms_norm(&self.to_k.forward(context)?, Some(&self.norm_k), self.eps)?;
         let v = self.to_v.forward(context)?;
         let dtype = q.dtype();
-        let q = (q.to_dtype(DType::F32)? * self.scale())?.to_dtype(dtype)?;
+        let q = (q.to_dtype(DType::F32)? / (self.head_dim as f64).sqrt())?.to_dtype(dtype)?;
         let (q, k, v) = (
             self.split_heads(&q)?,
             self.split_heads(&k)?,

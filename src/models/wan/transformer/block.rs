@@ -4,9 +4,8 @@
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
-use super::attention::WanAttention;
+use super::attention::{SelfAttnRope, WanAttention};
 use crate::nn::norm::layer_norm;
-use crate::nn::rope::Rope3d;
 
 /// `ffn`: `net.0.proj`, GELU (tanh approximation), `net.2`.
 #[derive(Debug, Clone)]
@@ -90,7 +89,7 @@ impl WanBlock {
         x: &Tensor,
         text: &Tensor,
         timestep_proj: &Tensor,
-        rope: &Rope3d,
+        rope: &SelfAttnRope,
     ) -> Result<Tensor> {
         let dtype = x.dtype();
         let m = self
