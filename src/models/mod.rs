@@ -101,6 +101,20 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The product's presets for a full (not distilled) sampler, with each preset's default
+    /// step count: `low` allows at most 30 steps, `high` needs at least 50 (SPEC.md).
+    pub fn full_sampler_presets(low: u32, medium: u32, high: u32) -> [Preset; 3] {
+        let preset = |quality, min, max, default| Preset {
+            quality,
+            steps: Bound { min, max, default },
+        };
+        [
+            preset(Quality::Low, 1, 30, low),
+            preset(Quality::Medium, 1, 100, medium),
+            preset(Quality::High, 50, 100, high),
+        ]
+    }
+
     pub fn preset(&self, q: Quality) -> &Preset {
         self.presets
             .iter()

@@ -148,7 +148,7 @@ impl TorchGenerator {
         for block in data.chunks_exact_mut(16) {
             box_muller_16(block);
         }
-        if n % 16 != 0 {
+        if !n.is_multiple_of(16) {
             let tail = &mut data[n - 16..];
             for v in tail.iter_mut() {
                 *v = self.uniform_f32();
@@ -203,7 +203,7 @@ fn ln_cephes(x: f32) -> f32 {
         3.333_333_117_4e-1_f64 as f32,
     ];
     const Q1: f32 = -2.121_944_40e-4_f64 as f32;
-    const Q2: f32 = 0.693_359_375;
+    const Q2: f32 = 0.693_359_375_f64 as f32;
     if x.is_nan() || x <= 0.0 {
         return f32::NAN;
     }
@@ -235,8 +235,8 @@ fn ln_cephes(x: f32) -> f32 {
 /// `(sin x, cos x)` as `sincos256_ps` computes them, for `x >= 0` of moderate size.
 fn sin_cos_cephes(x: f32) -> (f32, f32) {
     const FOUR_OVER_PI: f32 = 1.273_239_544_735_16_f64 as f32;
-    const DP1: f32 = -0.785_156_25;
-    const DP2: f32 = -2.418_756_484_985_351_562_5e-4_f64 as f32;
+    const DP1: f32 = -0.785_156_25_f64 as f32;
+    const DP2: f32 = -2.418_756_484_985_352e-4_f64 as f32;
     const DP3: f32 = -3.774_894_977_445_941e-8_f64 as f32;
     const SIN_P: [f32; 3] = [
         -1.951_529_589_1e-4_f64 as f32,

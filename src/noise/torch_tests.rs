@@ -121,3 +121,27 @@ fn randn_matches_reference_fixture() -> candle_core::Result<()> {
     assert!(worst <= 1e-6, "max abs difference {worst:e}");
     Ok(())
 }
+
+#[test]
+fn randn_matches_pipeline_initial_latents() -> candle_core::Result<()> {
+    // The Wan pipeline fixture draws its initial latents with manual_seed(7).
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/wan/reference/pipeline.safetensors"
+    );
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
+    for name in ["unipc_latents_init", "euler_latents_init"] {
+        let reference = tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("{path} has no tensor {name}"));
+        let ours = torch_randn(7, reference.dims(), &Device::Cpu)?;
+        let diff = (ours - reference)?
+            .abs()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<f32>()?;
+        println!("{name}: max abs difference {diff:e}");
+        assert_eq!(diff, 0.0, "{name}");
+    }
+    Ok(())
+}

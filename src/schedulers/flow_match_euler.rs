@@ -64,7 +64,8 @@ impl FlowMatchEulerDiscreteScheduler {
         let shift_minus_one = (config.shift - 1.0) as f32;
         let shifted = |s: f32| shift * s / (1.0 + shift_minus_one * s);
         Ok(FlowMatchEulerDiscreteScheduler {
-            sigma_max: shifted(train / train),
+            // N / N is exactly 1.
+            sigma_max: shifted(1.0),
             sigma_min: shifted(1.0 / train),
             config,
             timesteps: Vec::new(),

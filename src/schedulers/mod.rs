@@ -9,7 +9,10 @@
 //!
 //! Precision follows diffusers: the schedule is computed in f64 (numpy) and stored as f32
 //! sigmas; per-step coefficients are computed in f32 from those sigmas, as torch computes them
-//! on 0-dim float32 tensors; tensors are updated in f32 with one rounding per torch operation.
+//! on 0-dim float32 tensors (log and expm1 correctly rounded, small linear systems solved like
+//! LAPACK); tensors are updated in f32 with one rounding per torch operation. Measured against
+//! diffusers on CPU this is bit-identical for Euler and for UniPC up to order 2; order 3 differs
+//! by a few 1e-7 (LAPACK's 3x3 solve).
 
 pub mod flow_match_euler;
 pub mod unipc;

@@ -218,9 +218,15 @@ struct Coefficients {
     b: Vec<f32>,
 }
 
+/// Log-SNR of a flow sigma: `alpha = 1 - sigma`, `lambda = log(alpha) - log(sigma)`.
 fn lambda(sigma: f32) -> f32 {
-    // Flow sigmas: alpha = 1 - sigma; lambda = log(alpha) - log(sigma).
-    (1.0 - sigma).ln() - sigma.ln()
+    ln(1.0 - sigma) - ln(sigma)
+}
+
+/// `torch.log` on an f32 value: correctly rounded in practice (libm's `logf` is off by one
+/// ulp for a few of the arguments met here, torch's kernel is not).
+fn ln(x: f32) -> f32 {
+    (x as f64).ln() as f32
 }
 
 impl Coefficients {
@@ -286,8 +292,7 @@ impl Coefficients {
     }
 }
 
-/// `torch.expm1` on an f32 value: correctly rounded in practice (libm's `expm1f` is off by one
-/// ulp for some of the arguments met here, torch's kernel is not).
+/// `torch.expm1` on an f32 value, correctly rounded in practice like `ln`.
 fn expm1(x: f32) -> f32 {
     (x as f64).exp_m1() as f32
 }
@@ -316,12 +321,14 @@ fn solve(mut a: Vec<Vec<f32>>, mut b: Vec<f32>) -> Vec<f32> {
         a.swap(col, pivot);
         b.swap(col, pivot);
         let inv = 1.0 / a[col][col];
-        for row in col + 1..n {
-            let l = a[row][col] * inv;
-            for k in col + 1..n {
-                a[row][k] = (-l).mul_add(a[col][k], a[row][k]);
+        let (done, rest) = a.split_at_mut(col + 1);
+        let pivot_row = &done[col];
+        for (i, target) in rest.iter_mut().enumerate() {
+            let l = target[col] * inv;
+            for (t, &p) in target[col + 1..].iter_mut().zip(&pivot_row[col + 1..]) {
+                *t = (-l).mul_add(p, *t);
             }
-            b[row] = (-l).mul_add(b[col], b[row]);
+            b[col + 1 + i] = (-l).mul_add(b[col], b[col + 1 + i]);
         }
     }
     for k in (0..n).rev() {
@@ -529,10 +536,6 @@ impl super::Scheduler for UniPcMultistepScheduler {
         }
         self.step_index += 1;
         prev.to_dtype(sample.dtype())
-    }
-
-    fn order(&self) -> usize {
-        1
     }
 }
 

@@ -66,17 +66,14 @@ fn assert_frames_match(dir: &Path, expected: &candle_core::Tensor) {
     );
 }
 
-#[test]
-fn the_tiny_wan_pipeline_gives_diffusers_frames_for_the_same_seed() {
-    let env = TestEnv::new();
-    let frames = env.path().join("frames");
-    let run = env.run(&[
+/// `generate` with `model` at the reference run's settings (256×256, 5 frames, 2 steps),
+/// then `extra` arguments.
+fn generate_small(env: &TestEnv, model: &Path, extra: &[&str]) -> crate::util::Run {
+    let mut args = vec![
         "generate",
         PROMPT,
         "--model",
-        tiny().to_str().unwrap(),
-        "--seed",
-        "7",
+        model.to_str().unwrap(),
         "--width",
         "256",
         "--height",
@@ -85,10 +82,26 @@ fn the_tiny_wan_pipeline_gives_diffusers_frames_for_the_same_seed() {
         "5",
         "--steps",
         "2",
-        "--save-frames",
-        frames.to_str().unwrap(),
-        "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
+#[test]
+fn the_tiny_wan_pipeline_gives_diffusers_frames_for_the_same_seed() {
+    let env = TestEnv::new();
+    let frames = env.path().join("frames");
+    let run = generate_small(
+        &env,
+        &tiny(),
+        &[
+            "--seed",
+            "7",
+            "--save-frames",
+            frames.to_str().unwrap(),
+            "--json",
+        ],
+    );
     run.expect_code(0);
     let job = run.json();
     assert_eq!(job["status"], "completed");
@@ -109,22 +122,7 @@ fn the_tiny_wan_pipeline_gives_diffusers_frames_for_the_same_seed() {
     assert_eq!(stream["r_frame_rate"], "16/1", "Wan's default fps");
 
     // The same folder again: the frames are never replaced.
-    let again = env.run(&[
-        "generate",
-        PROMPT,
-        "--model",
-        tiny().to_str().unwrap(),
-        "--frames",
-        "5",
-        "--width",
-        "256",
-        "--height",
-        "256",
-        "--steps",
-        "1",
-        "--save-frames",
-        frames.to_str().unwrap(),
-    ]);
+    let again = generate_small(&env, &tiny(), &["--save-frames", frames.to_str().unwrap()]);
     again.expect_code(2);
     assert!(
         again.stderr.contains("already holds frames"),
@@ -149,24 +147,11 @@ fn the_euler_scheduler_gives_diffusers_frames_too() {
     )
     .unwrap();
     let frames = env.path().join("frames");
-    env.run(&[
-        "generate",
-        PROMPT,
-        "--model",
-        model.to_str().unwrap(),
-        "--seed",
-        "7",
-        "--width",
-        "256",
-        "--height",
-        "256",
-        "--frames",
-        "5",
-        "--steps",
-        "2",
-        "--save-frames",
-        frames.to_str().unwrap(),
-    ])
+    generate_small(
+        &env,
+        &model,
+        &["--seed", "7", "--save-frames", frames.to_str().unwrap()],
+    )
     .expect_code(0);
     assert_frames_match(&frames, &reference("euler_frames_u8"));
 }
@@ -211,20 +196,7 @@ fn status_of_a_wan_folder_reads_no_weights() {
     assert!(m["bytes"].as_u64().unwrap() > 2_000_000);
 
     // Generating with those weights is a clear error before any job exists.
-    let run = env.run(&[
-        "generate",
-        "a fox",
-        "--model",
-        model.to_str().unwrap(),
-        "--frames",
-        "5",
-        "--width",
-        "256",
-        "--height",
-        "256",
-        "--steps",
-        "1",
-    ]);
+    let run = generate_small(&env, &model, &[]);
     assert_ne!(run.code, 0);
     run.assert_no_panic();
     assert!(run.stderr.contains("safetensors"), "{}", run.stderr);

@@ -215,32 +215,7 @@ pub fn starter_limits(cfg: &StarterConfig) -> Limits {
             default: 512,
         },
         size_multiple: 8,
-        presets: [
-            Preset {
-                quality: Quality::Low,
-                steps: Bound {
-                    min: 1,
-                    max: 30,
-                    default: 8,
-                },
-            },
-            Preset {
-                quality: Quality::Medium,
-                steps: Bound {
-                    min: 1,
-                    max: 100,
-                    default: 20,
-                },
-            },
-            Preset {
-                quality: Quality::High,
-                steps: Bound {
-                    min: 50,
-                    max: 100,
-                    default: 50,
-                },
-            },
-        ],
+        presets: Limits::full_sampler_presets(8, 20, 50),
     }
 }
 

@@ -254,32 +254,7 @@ impl WanManifest {
             width: side(832),
             height: side(480),
             size_multiple: self.size_multiple,
-            presets: [
-                Preset {
-                    quality: Quality::Low,
-                    steps: Bound {
-                        min: 1,
-                        max: 30,
-                        default: 20,
-                    },
-                },
-                Preset {
-                    quality: Quality::Medium,
-                    steps: Bound {
-                        min: 1,
-                        max: 100,
-                        default: 30,
-                    },
-                },
-                Preset {
-                    quality: Quality::High,
-                    steps: Bound {
-                        min: 50,
-                        max: 100,
-                        default: 50,
-                    },
-                },
-            ],
+            presets: Limits::full_sampler_presets(20, 30, 50),
         }
     }
 }
