@@ -19,8 +19,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::models::{
-    Bound, Control, GenerationParams, Limits, ModelInfo, PhaseTimings, PipelineError, Preset,
-    Progress, Quality, Video, VideoModel,
+    Bound, Control, GenerationParams, Limits, ModelInfo, PhaseTimings, PipelineError, Progress,
+    Video, VideoModel,
 };
 use config::StarterConfig;
 use denoiser::Denoiser;

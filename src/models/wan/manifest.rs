@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::config::{self, ModelIndex};
-use crate::models::{Bound, Limits, ManifestFile, PipelineError, Preset, Quality, io_error};
+use crate::models::{Bound, Limits, ManifestFile, PipelineError, io_error};
 use crate::nn::weights::{component_files, file_sizes};
 
 /// The file that marks a Diffusers pipeline folder.

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use super::WanManifest;
 use super::tokenizer::WanTokenizer;
 use super::transformer::{WanTransformer, WanTransformerConfig};
-use super::umt5::{Umt5Config, Umt5Encoder, encode_prompt};
+use super::umt5::{Umt5Config, Umt5Streamer};
 use super::vae::{AutoencoderKlWan, WanVaeConfig};
 use crate::models::{
     Control, GenerationParams, Limits, ModelInfo, Phase, PhaseTimings, PipelineError, Progress,
@@ -118,28 +118,32 @@ impl WanModel {
     }
 
     /// Encodes the prompt and the negative prompt (empty when none is given, as diffusers
-    /// does) with a text encoder loaded for this call and dropped before it returns.
+    /// does) with the text encoder streamed from its files one block at a time, so that
+    /// UMT5-XXL never sits in memory whole. Both prompts go through in one batch: each row
+    /// is padded to the same length and encoded on its own (the tests check that a batch of
+    /// two equals two separate calls bit for bit), so this is what diffusers' two calls give.
     fn encode(
         &self,
         params: &GenerationParams,
         guided: bool,
     ) -> Result<(Tensor, Option<Tensor>), PipelineError> {
         let edir = self.dir.join("text_encoder");
-        let vb = mmap_var_builder(&component_files(&edir, "model")?, self.dtype, &self.device)?;
-        let encoder = Umt5Encoder::new(&self.text_encoder_cfg, vb).map_err(in_component(&edir))?;
-        let embed = |prompt: &str| {
-            encode_prompt(
-                &encoder,
-                &self.tokenizer,
-                &[prompt.to_string()],
-                MAX_SEQUENCE_LENGTH,
-                &self.device,
-            )
-            .map_err(PipelineError::from)
-        };
-        let cond = embed(&params.prompt)?;
+        let encoder = Umt5Streamer::new(&component_files(&edir, "model")?, &self.text_encoder_cfg)
+            .map_err(in_component(&edir))?;
+        let mut prompts = vec![params.prompt.clone()];
+        if guided {
+            prompts.push(params.negative_prompt.clone().unwrap_or_default());
+        }
+        let embeds = encoder.encode_prompt(
+            &self.tokenizer,
+            &prompts,
+            MAX_SEQUENCE_LENGTH,
+            self.dtype,
+            &self.device,
+        )?;
+        let cond = embeds.narrow(0, 0, 1)?;
         let uncond = if guided {
-            Some(embed(params.negative_prompt.as_deref().unwrap_or(""))?)
+            Some(embeds.narrow(0, 1, 1)?)
         } else {
             None
         };

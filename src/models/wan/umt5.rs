@@ -7,7 +7,9 @@
 //! are T5's RMS norms without bias, computed in f32 whatever the weights' dtype.
 //!
 //! The encoder is a list of independent [`Umt5Layer`]s run by [`forward_layers`], so a caller
-//! can also load and run the layers one at a time (for instance from a memory-mapped file).
+//! can also load and run the layers one at a time: [`Umt5Streamer`] and
+//! [`encode_prompt_streaming`] do, straight from the checkpoint files, so that encoding a
+//! prompt with UMT5-XXL needs one block in memory, not the 5.7 B parameters.
 
 use std::path::{Path, PathBuf};
 
@@ -476,34 +478,68 @@ pub fn encode_prompt(
     max_len: usize,
     device: &Device,
 ) -> Result<Tensor> {
-    if prompts.is_empty() {
-        candle_core::bail!("UMT5: encode_prompt needs at least one prompt");
-    }
-    let cleaned: Vec<String> = prompts.iter().map(|p| prompt_clean(p)).collect();
-    let (ids, mask) = tokenizer
-        .encode(&cleaned, max_len)
-        .map_err(candle_core::Error::wrap)?;
-    let b = ids.len();
-    let lens: Vec<usize> = mask
-        .iter()
-        .map(|m| m.iter().filter(|&&v| v > 0).count())
-        .collect();
-    let flat = |rows: Vec<Vec<u32>>| -> Result<Tensor> {
-        Tensor::from_vec(rows.concat(), (b, max_len), encoder.device())
-    };
-    let hidden = encoder.forward(&flat(ids)?, &flat(mask)?)?;
-    let rows = lens
-        .iter()
-        .enumerate()
-        .map(|(i, &len)| {
-            hidden
-                .i(i)?
-                .narrow(0, 0, len)?
-                .pad_with_zeros(0, 0, max_len - len)
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Tensor::stack(&rows, 0)?.to_device(device)
+    let tokens = PromptTokens::new(tokenizer, prompts, max_len, encoder.device())?;
+    let hidden = encoder.forward(&tokens.ids, &tokens.mask)?;
+    tokens.trim(&hidden)?.to_device(device)
 }
+
+/// Cleaned, tokenized prompts: ids and mask `[B, max_len]` (u32) and each prompt's length.
+struct PromptTokens {
+    ids: Tensor,
+    mask: Tensor,
+    lens: Vec<usize>,
+    max_len: usize,
+}
+
+impl PromptTokens {
+    fn new(
+        tokenizer: &WanTokenizer,
+        prompts: &[String],
+        max_len: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        if prompts.is_empty() {
+            candle_core::bail!("UMT5: encode_prompt needs at least one prompt");
+        }
+        let cleaned: Vec<String> = prompts.iter().map(|p| prompt_clean(p)).collect();
+        let (ids, mask) = tokenizer
+            .encode(&cleaned, max_len)
+            .map_err(candle_core::Error::wrap)?;
+        let b = ids.len();
+        let lens = mask
+            .iter()
+            .map(|m| m.iter().filter(|&&v| v > 0).count())
+            .collect();
+        let flat = |rows: Vec<Vec<u32>>| -> Result<Tensor> {
+            Tensor::from_vec(rows.concat(), (b, max_len), device)
+        };
+        Ok(Self {
+            ids: flat(ids)?,
+            mask: flat(mask)?,
+            lens,
+            max_len,
+        })
+    }
+
+    /// Keeps each prompt's first `len` rows of `hidden` `[B, max_len, d]` and zeroes the rest.
+    fn trim(&self, hidden: &Tensor) -> Result<Tensor> {
+        let rows = self
+            .lens
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| {
+                hidden
+                    .i(i)?
+                    .narrow(0, 0, len)?
+                    .pad_with_zeros(0, 0, self.max_len - len)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::stack(&rows, 0)
+    }
+}
+
+mod stream;
+pub use stream::{Umt5Streamer, encode_prompt_streaming};
 
 #[cfg(test)]
 #[path = "umt5_tests.rs"]
