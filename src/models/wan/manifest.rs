@@ -262,6 +262,7 @@ impl WanManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::Quality;
 
     fn tiny() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wan/tiny-pipeline")
