@@ -371,7 +371,7 @@ fn validate_frames(
 ) -> Result<u32, ValidationError> {
     let frames = validate_count("frames", value, bound)?;
     let step = step.max(1);
-    if (frames - 1) % step == 0 {
+    if (frames - 1).is_multiple_of(step) {
         return Ok(frames);
     }
     let below = 1 + (frames - 1) / step * step;

@@ -4,6 +4,8 @@
 pub mod config;
 pub mod manifest;
 pub mod pipeline;
+#[cfg(test)]
+mod testing;
 pub mod tokenizer;
 pub mod transformer;
 pub mod umt5;

@@ -182,9 +182,9 @@ impl WanModel {
     ) -> Result<Video, PipelineError> {
         let l = &self.limits;
         if !l.frames.contains(params.frames)
-            || (params.frames - 1) % l.frame_step != 0
-            || params.width % l.size_multiple != 0
-            || params.height % l.size_multiple != 0
+            || !(params.frames - 1).is_multiple_of(l.frame_step)
+            || !params.width.is_multiple_of(l.size_multiple)
+            || !params.height.is_multiple_of(l.size_multiple)
             || params.steps == 0
         {
             return Err(PipelineError::OutOfLimits(format!(

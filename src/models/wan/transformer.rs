@@ -107,7 +107,7 @@ impl WanTransformer {
         let patch = self.cfg.patch();
         let mut grid = [0; 3];
         for (i, (size, p)) in [frames, height, width].into_iter().zip(patch).enumerate() {
-            if size == 0 || size % p != 0 {
+            if size == 0 || !size.is_multiple_of(p) {
                 candle_core::bail!(
                     "latent of {frames}x{height}x{width} (frames x height x width) is not a \
                      multiple of the patch {patch:?}"

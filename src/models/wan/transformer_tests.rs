@@ -2,22 +2,13 @@
 //! its pieces (chunked attention, patch embedding, timestep sinusoids) and of its config.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::VarBuilder;
 
 use super::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wan");
-
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(FIXTURES).join(rel)
-}
-
-fn load(rel: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(rel), &Device::Cpu).unwrap()
-}
+use crate::models::wan::testing::{fixture, load, max_abs, max_diff};
 
 fn tiny_model(dtype: DType) -> WanTransformer {
     let dir = fixture("tiny-pipeline/transformer");
@@ -29,24 +20,6 @@ fn tiny_model(dtype: DType) -> WanTransformer {
     .unwrap();
     let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
     WanTransformer::new(&cfg, vb).unwrap()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    max_abs(&(a - b.to_dtype(DType::F32).unwrap()).unwrap())
 }
 
 #[test]

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use super::*;
 use crate::models::wan::tokenizer::WanTokenizer;
 
-const WAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wan");
+use crate::models::wan::testing::{FIXTURES as WAN, load, max_abs};
 
 fn config() -> Umt5Config {
     Umt5Config::from_file(format!("{WAN}/tiny-pipeline/text_encoder/config.json")).unwrap()
@@ -26,19 +26,7 @@ fn encoder(dtype: DType) -> Umt5Encoder {
 }
 
 fn reference() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(format!("{WAN}/reference/umt5.safetensors"), &Device::Cpu)
-        .unwrap()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
+    load("reference/umt5.safetensors")
 }
 
 /// Max abs difference, asserted within `rel` x max(1, max |want|).
