@@ -86,7 +86,7 @@ pub struct Manifest {
 #[derive(Debug, Clone)]
 enum Detail {
     Starter {
-        cfg: StarterConfig,
+        cfg: Box<StarterConfig>,
         dir: Option<PathBuf>,
     },
     Wan(Box<WanManifest>),
@@ -191,7 +191,10 @@ fn starter_manifest(
         bytes: files.iter().map(|f| f.bytes).sum(),
         files,
         weights_sha256: Some(cfg.weights_sha256.clone()),
-        detail: Detail::Starter { cfg, dir },
+        detail: Detail::Starter {
+            cfg: Box::new(cfg),
+            dir,
+        },
     }
 }
 
@@ -216,7 +219,7 @@ pub fn load(
             };
             let device = select_device(device)?;
             Ok(Box::new(starter::StarterModel::new(
-                cfg.clone(),
+                (**cfg).clone(),
                 weights,
                 manifest.source.clone(),
                 device,
