@@ -1,9 +1,10 @@
-//! Building blocks of the Wan VAE: the per-chunk feature cache, the channel RMS norm,
-//! residual blocks, the single-head spatial attention, and the up/down resampling layers.
+//! Building blocks of the Wan VAE: the per-chunk feature cache, residual blocks, the
+//! single-head spatial attention, the up/down resampling layers and the middle block.
 
 use candle_core::{D, DType, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::norm::ChannelRmsNorm;
 use crate::nn::conv3d::{CausalConv3d, last_frames};
 
 /// Frames of each causal conv's input kept for the next chunk.
@@ -75,54 +76,6 @@ pub fn cached_conv(conv: &CausalConv3d, x: &Tensor, cache: &mut FeatCache) -> Re
     Ok(y)
 }
 
-/// Wan's RMS norm over the channel dimension (dim 1): `x / ‖x‖₂ · √C · γ (+ β)`, in f32.
-#[derive(Debug, Clone)]
-pub struct ChannelRmsNorm {
-    /// `[C, 1, 1, 1]` in f32, broadcasting against `[B, C, T, H, W]`.
-    gamma: Tensor,
-    bias: Option<Tensor>,
-    scale: f64,
-}
-
-impl ChannelRmsNorm {
-    /// `images`: the stored parameters are `[C, 1, 1]` (attention) instead of `[C, 1, 1, 1]`.
-    /// The norm is applied to `[B, C, T, H, W]` tensors either way.
-    pub fn new(vb: VarBuilder, dim: usize, images: bool) -> Result<Self> {
-        let shape: &[usize] = if images {
-            &[dim, 1, 1]
-        } else {
-            &[dim, 1, 1, 1]
-        };
-        let load = |name: &str| -> Result<Tensor> {
-            vb.get(shape, name)?
-                .to_dtype(DType::F32)?
-                .reshape((dim, 1, 1, 1))
-        };
-        let gamma = load("gamma")?;
-        let bias = if vb.contains_tensor("bias") {
-            Some(load("bias")?)
-        } else {
-            None
-        };
-        Ok(Self {
-            gamma,
-            bias,
-            scale: (dim as f64).sqrt(),
-        })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let xf = x.to_dtype(DType::F32)?;
-        let norm = xf.sqr()?.sum_keepdim(1)?.sqrt()?.maximum(1e-12)?;
-        let mut y = (xf.broadcast_div(&norm)? * self.scale)?.broadcast_mul(&self.gamma)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
-        }
-        y.to_dtype(dtype)
-    }
-}
-
 /// Residual block: RMS norm, SiLU, causal 3×3×3 conv, twice, plus a (1×1×1 conv) shortcut.
 #[derive(Debug, Clone)]
 pub struct ResidualBlock {
@@ -164,9 +117,9 @@ impl ResidualBlock {
             Some(conv) => conv.forward(x, None)?,
             None => x.clone(),
         };
-        let y = self.norm1.forward(x)?.silu()?;
+        let y = self.norm1.forward_silu(x)?;
         let y = cached_conv(&self.conv1, &y, cache)?;
-        let y = self.norm2.forward(&y)?.silu()?;
+        let y = self.norm2.forward_silu(&y)?;
         let y = cached_conv(&self.conv2, &y, cache)?;
         y + h
     }

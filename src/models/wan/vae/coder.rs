@@ -4,17 +4,16 @@
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::blocks::{
-    ChannelRmsNorm, FeatCache, MidBlock, Resample, ResidualBlock, cached_conv, conv3x3x3,
-};
+use super::blocks::{FeatCache, MidBlock, Resample, ResidualBlock, cached_conv, conv3x3x3};
 use super::config::WanVaeConfig;
+use super::norm::ChannelRmsNorm;
 use crate::nn::conv3d::CausalConv3d;
 
 /// One entry of the encoder's flat `down_blocks` list.
 #[derive(Debug, Clone)]
 enum DownLayer {
-    Residual(ResidualBlock),
-    Resample(Resample),
+    Residual(Box<ResidualBlock>),
+    Resample(Box<Resample>),
 }
 
 /// `WanEncoder3d`: video `[B, 3, T, H, W]` to `[B, 2·z_dim, T', H/8, W/8]` (before `quant_conv`).
@@ -41,17 +40,17 @@ impl Encoder {
             let (mut in_dim, out_dim) = (pair[0], pair[1]);
             for _ in 0..cfg.num_res_blocks {
                 let vb_i = vb_down.pp(down_blocks.len());
-                down_blocks.push(DownLayer::Residual(ResidualBlock::new(
+                down_blocks.push(DownLayer::Residual(Box::new(ResidualBlock::new(
                     vb_i, in_dim, out_dim,
-                )?));
+                )?)));
                 in_dim = out_dim;
             }
             if i != last {
                 let vb_i = vb_down.pp(down_blocks.len());
                 let temporal = cfg.temperal_downsample[i];
-                down_blocks.push(DownLayer::Resample(Resample::down(
+                down_blocks.push(DownLayer::Resample(Box::new(Resample::down(
                     vb_i, out_dim, temporal,
-                )?));
+                )?)));
             }
         }
         let top = dims[dims.len() - 1];
@@ -75,7 +74,7 @@ impl Encoder {
             };
         }
         let x = self.mid_block.forward(&x, cache)?;
-        let x = self.norm_out.forward(&x)?.silu()?;
+        let x = self.norm_out.forward_silu(&x)?;
         cached_conv(&self.conv_out, &x, cache)
     }
 }
@@ -152,7 +151,7 @@ impl Decoder {
                 x = up.forward(&x, cache)?;
             }
         }
-        let x = self.norm_out.forward(&x)?.silu()?;
+        let x = self.norm_out.forward_silu(&x)?;
         cached_conv(&self.conv_out, &x, cache)
     }
 }

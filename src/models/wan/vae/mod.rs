@@ -4,6 +4,7 @@
 mod blocks;
 mod coder;
 pub mod config;
+mod norm;
 
 use std::ops::ControlFlow;
 
@@ -115,9 +116,9 @@ impl AutoencoderKlWan {
         on_chunk: &mut dyn FnMut(usize, usize) -> ControlFlow<()>,
     ) -> Result<Option<Tensor>> {
         let (_, c, frames, _, _) = z.dims5()?;
-        if c != self.config.z_dim {
+        if c != self.config.z_dim || frames == 0 {
             candle_core::bail!(
-                "VAE decode expects {} latent channels, got {:?}",
+                "VAE decode expects [B, {}, F>0, h, w] latents, got {:?}",
                 self.config.z_dim,
                 z.shape()
             )

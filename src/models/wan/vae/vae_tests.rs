@@ -126,7 +126,25 @@ fn decode_is_causal_in_time() {
 }
 
 #[test]
+fn encode_is_causal_and_drops_incomplete_chunks() {
+    // 8 frames are the first frame, one chunk of 4, and 3 frames diffusers leaves out.
+    let vae = load_vae(DType::F32);
+    let r = reference();
+    let (mean, logvar) = vae.encode(&r["video"]).unwrap();
+    let (head_mean, head_logvar) = vae.encode(&r["video"].narrow(2, 0, 8).unwrap()).unwrap();
+    assert_eq!(head_mean.dims(), &[1, 4, 2, 4, 6]);
+    assert_eq!(max_diff(&head_mean, &mean.narrow(2, 0, 2).unwrap()).0, 0.0);
+    assert_eq!(
+        max_diff(&head_logvar, &logvar.narrow(2, 0, 2).unwrap()).0,
+        0.0
+    );
+}
+
+#[test]
 fn bf16_weights_stay_close() {
+    // On the CPU bf16 weights are widened to f32, so the only change is the weights' rounding:
+    // diffusers with the same bf16-rounded weights differs from the f32 reference by 0.0341
+    // (decode) and 0.0029 (encoded mean), as this port does.
     let vae = load_vae(DType::BF16);
     let r = reference();
     let out = decode_all(&vae, &r["latents"]);

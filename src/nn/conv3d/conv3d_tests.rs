@@ -114,21 +114,31 @@ fn check(
     let weight = tensor(&[out_channels, c, kt, kh, kw], 2);
     let bias = tensor(&[out_channels], 3);
     let cache = cache_frames.map(|n| tensor(&[b, c, n, h, w], 4));
-    let conv =
-        CausalConv3d::from_weights(weight.clone(), Some(bias.clone()), stride, padding).unwrap();
-    let y = conv.forward(&x, cache.as_ref()).unwrap();
     let expected = naive(&x, cache.as_ref(), &weight, &bias, stride, padding);
-    let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-    assert_eq!(got.len(), expected.len(), "shape {:?}", y.shape());
-    let max = got
-        .iter()
-        .zip(&expected)
-        .map(|(g, e)| (*g as f64 - e).abs())
-        .fold(0.0, f64::max);
-    assert!(
-        max < 1e-4,
-        "max diff {max} for {x_dims:?} k{kernel:?} s{stride:?} p{padding:?} cache {cache_frames:?}"
-    );
+    let peak = expected.iter().fold(1.0f64, |m, e| m.max(e.abs()));
+    let auto = CausalConv3d::from_weights(weight.clone(), Some(bias.clone()), stride, padding);
+    let unfold =
+        CausalConv3d::from_weights_unfold(weight.clone(), Some(bias.clone()), stride, padding);
+    for (name, conv) in [("auto", auto), ("unfold", unfold)] {
+        let conv = conv.unwrap();
+        let y = conv.forward(&x, cache.as_ref()).unwrap();
+        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(got.len(), expected.len(), "shape {:?}", y.shape());
+        let max = got
+            .iter()
+            .zip(&expected)
+            .map(|(g, e)| (*g as f64 - e).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            max <= if name == "auto" { 1e-5 } else { 1e-6 } * peak,
+            "{name}: max diff {max} (peak {peak}) for {x_dims:?} k{kernel:?} s{stride:?} \
+             p{padding:?} cache {cache_frames:?}"
+        );
+        if name == "auto" {
+            let winograd = matches!(conv.method, Method::Winograd(_));
+            assert_eq!(winograd, kernel[1..] == [3, 3] && stride[1..] == [1, 1]);
+        }
+    }
 }
 
 #[test]
@@ -143,6 +153,32 @@ fn matches_direct_convolution_with_cache() {
     check([2, 3, 4, 5, 4], 2, [3, 3, 3], [1, 1, 1], [1, 1, 1], Some(2));
     // Longer caches only contribute their last 2·pt frames.
     check([1, 2, 2, 3, 3], 3, [3, 3, 3], [1, 1, 1], [1, 1, 1], Some(3));
+}
+
+#[test]
+fn winograd_tiles_partial_tiles_and_bands() {
+    // 3×3 kernels: partial 4×4 tiles at the borders, several tile rows per band, and more
+    // tiles than one band holds.
+    check([1, 2, 2, 7, 9], 3, [3, 3, 3], [1, 1, 1], [1, 1, 1], Some(1));
+    check([1, 2, 1, 3, 2], 2, [3, 3, 3], [1, 1, 1], [1, 1, 1], None);
+    check(
+        [1, 2, 1, 130, 150],
+        2,
+        [1, 3, 3],
+        [1, 1, 1],
+        [0, 1, 1],
+        None,
+    );
+    check([2, 3, 3, 10, 6], 2, [3, 3, 3], [2, 1, 1], [0, 0, 0], None);
+    // Many channels with values of realistic size.
+    check(
+        [1, 64, 1, 6, 5],
+        8,
+        [3, 3, 3],
+        [1, 1, 1],
+        [1, 1, 1],
+        Some(2),
+    );
 }
 
 #[test]
