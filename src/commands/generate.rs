@@ -2,11 +2,10 @@
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-
-use candle_core::DType;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
+use candle_core::DType;
 use serde_json::{Value, json};
 
 use super::Context;
@@ -61,7 +60,7 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
         }
         let batch = requests.len() > 1;
         let job = run_one(ctx, args, &store, model.as_ref(), req, &cancel, batch)?;
-        report(ctx, &job, requests.len() > 1)?;
+        report(ctx, &job, batch)?;
         match job.status {
             crate::store::JobStatus::Canceled => return Ok(exit::CANCELED),
             crate::store::JobStatus::Failed => code = exit::JOB_FAILED,
