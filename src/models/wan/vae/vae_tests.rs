@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/wan");
+use crate::models::wan::testing::{self, FIXTURES, max_abs};
 
 fn load_vae(dtype: DType) -> AutoencoderKlWan {
     let dir = format!("{FIXTURES}/tiny-pipeline/vae");
@@ -24,37 +24,12 @@ fn load_vae(dtype: DType) -> AutoencoderKlWan {
 }
 
 fn reference() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(
-        format!("{FIXTURES}/reference/vae.safetensors"),
-        &Device::Cpu,
-    )
-    .unwrap()
+    testing::load("reference/vae.safetensors")
 }
 
 /// Max |got − want| and the contract's bound, 1e-4 · max(1, max |want|).
 fn max_diff(got: &Tensor, want: &Tensor) -> (f32, f32) {
-    assert_eq!(got.dims(), want.dims());
-    let got = got.to_dtype(DType::F32).unwrap();
-    let diff: f32 = (&got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let peak: f32 = want
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    (diff, 1e-4 * peak.max(1.0))
+    (testing::max_diff(got, want), 1e-4 * max_abs(want).max(1.0))
 }
 
 fn decode_all(vae: &AutoencoderKlWan, z: &Tensor) -> Tensor {
