@@ -23,7 +23,7 @@ use std::time::Instant;
 
 #[allow(dead_code)] // `median` is not used here
 mod common;
-use common::{arg, peak_rss_mib};
+use common::{arg, last_json, peak_rss_mib};
 
 use aivideo::models::wan::umt5::{Umt5Config, Umt5Streamer};
 use aivideo::nn::weights::component_files;
@@ -285,19 +285,6 @@ fn run_child(dir: &Path, case: &str, tokens: usize) -> serde_json::Value {
         "rss_at_start_mib": rss_start,
         "threads": std::env::var("RAYON_NUM_THREADS").ok(),
     })
-}
-
-/// Runs `cmd` and returns the last JSON object it printed on stdout.
-fn last_json(mut cmd: Command) -> Option<serde_json::Value> {
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        eprintln!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
 }
 
 fn main() {

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 mod common;
-use common::{arg, median, peak_rss_mib};
+use common::{arg, last_json, median, peak_rss_mib};
 
 use aivideo::models::wan::transformer::{WanTransformer, WanTransformerConfig};
 use aivideo::models::wan::vae::{AutoencoderKlWan, WanVaeConfig};
@@ -157,26 +157,6 @@ fn run_case(case: &str, tiny: bool, repeats: usize) -> serde_json::Value {
         "peak_rss_mib": peak_rss_mib(),
         "threads": std::env::var("RAYON_NUM_THREADS").ok(),
     })
-}
-
-/// Runs `cmd` and returns the last JSON object it printed on stdout.
-fn last_json(mut cmd: Command) -> Option<serde_json::Value> {
-    let out = cmd.output().ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "{:?} failed: {}",
-            cmd,
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-        return None;
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
 }
 
 fn main() {

@@ -29,3 +29,18 @@ pub fn peak_rss_mib() -> Option<f64> {
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
+
+/// Runs `cmd` and returns the last JSON object it printed on stdout (`None`, with its
+/// stderr shown, when it failed).
+#[allow(dead_code)] // not every bench binary runs child processes
+pub fn last_json(mut cmd: std::process::Command) -> Option<serde_json::Value> {
+    let out = cmd.output().ok()?;
+    if !out.status.success() {
+        eprintln!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+}

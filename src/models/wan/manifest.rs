@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use super::config::{self, ModelIndex};
+use super::transformer::WanTransformerConfig;
+use super::umt5::Umt5Config;
+use super::vae::WanVaeConfig;
 use crate::models::{Bound, Limits, ManifestFile, PipelineError, io_error};
 use crate::nn::weights::{component_files, file_sizes};
 
@@ -15,21 +16,6 @@ pub const MODEL_INDEX: &str = "model_index.json";
 pub const PIPELINE_CLASS: &str = "WanPipeline";
 /// Scheduler classes the family can run.
 pub const SCHEDULERS: [&str; 2] = ["UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"];
-
-/// The transformer config fields that set the request limits (all fields are checked by
-/// the transformer itself when it loads).
-#[derive(Debug, Clone, Deserialize)]
-struct TransformerShape {
-    patch_size: Vec<usize>,
-    in_channels: usize,
-}
-
-/// The VAE config fields that set the request limits.
-#[derive(Debug, Clone, Deserialize)]
-struct VaeShape {
-    z_dim: usize,
-    temperal_downsample: Vec<bool>,
-}
 
 /// What inspecting a `WanPipeline` folder finds.
 #[derive(Debug, Clone)]
@@ -43,19 +29,17 @@ pub struct WanManifest {
     /// Frames per latent frame after the first (4 for Wan2.1's VAE).
     pub temporal_scale: u32,
     pub files: Vec<ManifestFile>,
+    /// The components' own configs, parsed and checked once here.
+    pub text_encoder: Umt5Config,
+    pub transformer: WanTransformerConfig,
+    pub vae: WanVaeConfig,
+    /// `scheduler/scheduler_config.json`, checked; each generation builds its scheduler
+    /// from it.
+    pub scheduler_json: String,
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, PipelineError> {
     std::fs::read(path).map_err(|e| io_error(path, e))
-}
-
-fn parse_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<(T, u64), PipelineError> {
-    let bytes = read_file(path)?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| PipelineError::BadConfig {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    Ok((value, bytes.len() as u64))
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> PipelineError {
@@ -154,8 +138,8 @@ pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
     };
     let transformer_cfg = config("transformer", "config.json")?;
     let vae_cfg = config("vae", "config.json")?;
-    config("text_encoder", "config.json")?;
-    config("scheduler", "scheduler_config.json")?;
+    let text_encoder_cfg = config("text_encoder", "config.json")?;
+    let scheduler_cfg = config("scheduler", "scheduler_config.json")?;
     config("tokenizer", "tokenizer.json")?;
     for optional in ["tokenizer_config.json", "special_tokens_map.json"] {
         if dir.join("tokenizer").join(optional).is_file() {
@@ -177,11 +161,20 @@ pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
         }
     }
 
-    let (transformer, _): (TransformerShape, _) = parse_json(&transformer_cfg)?;
-    let (vae, _): (VaeShape, _) = parse_json(&vae_cfg)?;
-    let [pt, ph, pw] = transformer.patch_size[..] else {
-        return Err(bad(&transformer_cfg, "patch_size must have 3 entries"));
-    };
+    let transformer = WanTransformerConfig::from_file(&transformer_cfg)
+        .and_then(|c| c.validate().map(|_| c))
+        .map_err(|e| bad(&transformer_cfg, e.to_string()))?;
+    let vae = WanVaeConfig::from_file(&vae_cfg)
+        .and_then(|c| c.validate().map(|_| c))
+        .map_err(|e| bad(&vae_cfg, e.to_string()))?;
+    let text_encoder = Umt5Config::from_file(&text_encoder_cfg)
+        .and_then(|c| c.validate().map(|_| c))
+        .map_err(|e| bad(&text_encoder_cfg, e.to_string()))?;
+    let scheduler_json = String::from_utf8(read_file(&scheduler_cfg)?)
+        .map_err(|e| bad(&scheduler_cfg, e.to_string()))?;
+    crate::schedulers::scheduler_from_json(&scheduler_json, &scheduler_cfg)
+        .map_err(|e| bad(&scheduler_cfg, e.to_string()))?;
+    let [pt, ph, pw] = transformer.patch();
     if pt != 1 || ph != pw || !(1..=8).contains(&ph) {
         return Err(bad(
             &transformer_cfg,
@@ -200,8 +193,6 @@ pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
             ),
         ));
     }
-    let spatial = 1u32 << vae.temperal_downsample.len();
-    let temporal = 1u32 << vae.temperal_downsample.iter().filter(|t| **t).count();
     let name = index
         .name_or_path
         .clone()
@@ -217,9 +208,13 @@ pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
         name,
         pipeline_class: index.class_name,
         scheduler_class: scheduler_class.to_string(),
-        size_multiple: spatial * ph as u32,
-        temporal_scale: temporal,
+        size_multiple: (vae.spatial_compression() * ph) as u32,
+        temporal_scale: vae.temporal_compression() as u32,
         files,
+        text_encoder,
+        transformer,
+        vae,
+        scheduler_json,
     })
 }
 

@@ -10,16 +10,16 @@ use candle_core::{DType, Device, Tensor};
 
 use super::WanManifest;
 use super::tokenizer::WanTokenizer;
-use super::transformer::{WanTransformer, WanTransformerConfig};
+use super::transformer::WanTransformer;
 use super::umt5::{Umt5Config, Umt5Streamer};
-use super::vae::{AutoencoderKlWan, WanVaeConfig};
+use super::vae::AutoencoderKlWan;
 use crate::models::{
     Control, GenerationParams, Limits, ModelInfo, Phase, PhaseTimings, PipelineError, Progress,
     Video, VideoModel,
 };
 use crate::nn::weights::{component_files, mmap_var_builder};
 use crate::noise::torch::torch_randn;
-use crate::schedulers::load_scheduler;
+use crate::schedulers::scheduler_from_json;
 
 /// The prompt length `WanPipeline` pads and truncates to by default.
 pub const MAX_SEQUENCE_LENGTH: usize = 512;
@@ -44,6 +44,8 @@ pub struct WanModel {
     dir: PathBuf,
     tokenizer: WanTokenizer,
     text_encoder_cfg: Umt5Config,
+    /// `scheduler/scheduler_config.json`, read once by `inspect`.
+    scheduler_json: String,
     transformer: WanTransformer,
     vae: AutoencoderKlWan,
     device: Device,
@@ -69,33 +71,23 @@ impl WanModel {
         });
         let path = dir.join("tokenizer").join("tokenizer.json");
         let tokenizer = WanTokenizer::from_file(&path).map_err(|e| bad_config(path)(&e))?;
-        let path = dir.join("text_encoder").join("config.json");
-        let text_encoder_cfg = Umt5Config::from_file(&path)
-            .and_then(|c| c.validate().map(|_| c))
-            .map_err(|e| bad_config(path)(&e))?;
-        // Fail now, not mid-job, on a scheduler this build cannot run.
-        let path = dir.join("scheduler").join("scheduler_config.json");
-        load_scheduler(&path).map_err(|e| bad_config(path)(&e))?;
-
+        // The components' configs were parsed and checked by `inspect`.
         let tdir = dir.join("transformer");
-        let path = tdir.join("config.json");
-        let tcfg = WanTransformerConfig::from_file(&path).map_err(|e| bad_config(path)(&e))?;
         let vb = mmap_var_builder(
             &component_files(&tdir, "diffusion_pytorch_model")?,
             dtype,
             &device,
         )?;
-        let transformer = WanTransformer::new(&tcfg, vb).map_err(in_component(&tdir))?;
+        let transformer =
+            WanTransformer::new(&manifest.transformer, vb).map_err(in_component(&tdir))?;
 
         let vdir = dir.join("vae");
-        let path = vdir.join("config.json");
-        let vcfg = WanVaeConfig::from_file(&path).map_err(|e| bad_config(path)(&e))?;
         let vb = mmap_var_builder(
             &component_files(&vdir, "diffusion_pytorch_model")?,
             dtype,
             &device,
         )?;
-        let vae = AutoencoderKlWan::new(vcfg, vb).map_err(in_component(&vdir))?;
+        let vae = AutoencoderKlWan::new(manifest.vae.clone(), vb).map_err(in_component(&vdir))?;
 
         let info = ModelInfo {
             name: manifest.name.clone(),
@@ -107,7 +99,8 @@ impl WanModel {
         Ok(WanModel {
             dir,
             tokenizer,
-            text_encoder_cfg,
+            text_encoder_cfg: manifest.text_encoder.clone(),
+            scheduler_json: manifest.scheduler_json.clone(),
             transformer,
             vae,
             device,
@@ -211,7 +204,8 @@ impl WanModel {
         let mut latents =
             torch_randn(params.seed, &shape, &Device::Cpu)?.to_device(&self.device)?;
         let path = self.dir.join("scheduler").join("scheduler_config.json");
-        let mut scheduler = load_scheduler(&path).map_err(|e| bad_config(path)(&e))?;
+        let mut scheduler =
+            scheduler_from_json(&self.scheduler_json, &path).map_err(|e| bad_config(path)(&e))?;
         scheduler.set_timesteps(params.steps as usize);
         let timesteps = scheduler.timesteps().to_vec();
         let total = timesteps.len() as u32;

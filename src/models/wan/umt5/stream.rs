@@ -295,19 +295,9 @@ impl Umt5Streamer {
     fn embed(&self, input_ids: &Tensor, dtype: DType, device: &Device) -> Result<Tensor> {
         let (b, l) = input_ids.dims2()?;
         let ids: Vec<i64> = match input_ids.dtype() {
-            DType::I64 => input_ids.flatten_all()?.to_vec1()?,
-            DType::U32 => input_ids
-                .flatten_all()?
-                .to_vec1::<u32>()?
-                .into_iter()
-                .map(i64::from)
-                .collect(),
-            DType::U8 => input_ids
-                .flatten_all()?
-                .to_vec1::<u8>()?
-                .into_iter()
-                .map(i64::from)
-                .collect(),
+            DType::I64 | DType::U32 | DType::U8 => {
+                input_ids.to_dtype(DType::I64)?.flatten_all()?.to_vec1()?
+            }
             other => candle_core::bail!("UMT5: token ids must be u8, u32 or i64, not {other:?}"),
         };
         let e = &self.tensors[self.embed_name];
