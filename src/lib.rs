@@ -13,6 +13,7 @@ pub mod models;
 pub mod nn;
 pub mod noise;
 pub mod output;
+pub mod prompts;
 pub mod request;
 pub mod rng;
 pub mod schedulers;

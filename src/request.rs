@@ -175,6 +175,7 @@ fn validate_prompt(prompt: Option<&str>) -> Result<String, ValidationError> {
             "describe the video in 1 to 1000 characters",
         ));
     }
+    check_control_chars("prompt", trimmed)?;
     if chars > MAX_PROMPT_CHARS {
         return Err(ValidationError::new(
             "prompt",
@@ -189,10 +190,29 @@ fn validate_prompt(prompt: Option<&str>) -> Result<String, ValidationError> {
     Ok(trimmed.to_string())
 }
 
+/// Control characters other than tab and newline (a NUL cuts C strings such as the MP4's
+/// title tag short; escape sequences would reach terminals) are refused.
+fn check_control_chars(field: &'static str, text: &str) -> Result<(), ValidationError> {
+    let Some((index, c)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && *c != '\t' && *c != '\n')
+    else {
+        return Ok(());
+    };
+    Err(ValidationError::new(
+        field,
+        Some(format!("U+{:04X} at character {}", c as u32, index + 1)),
+        format!("the {field} contains a control character"),
+        "remove it; only tabs and newlines are allowed besides printable text",
+    ))
+}
+
 fn validate_negative_prompt(negative: Option<&str>) -> Result<Option<String>, ValidationError> {
     let Some(trimmed) = negative.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
+    check_control_chars("negative-prompt", trimmed)?;
     let chars = trimmed.chars().count();
     if chars > MAX_PROMPT_CHARS {
         return Err(ValidationError::new(

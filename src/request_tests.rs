@@ -484,3 +484,20 @@ fn a_model_with_a_frame_step_takes_only_1_plus_k_steps_and_says_why() {
         ("width", "width must be divisible by 16")
     );
 }
+
+#[test]
+fn control_characters_other_than_tab_and_newline_are_refused() {
+    let e = err(raw("a red\0 ball"));
+    assert_eq!(e.field, "prompt");
+    assert_eq!(e.value.as_deref(), Some("U+0000 at character 6"));
+    assert!(e.to_string().contains("control character"), "{e}");
+    assert_eq!(err(raw("ansi \u{1b}[31m red")).field, "prompt");
+    assert_eq!(err(raw("del \u{7f}")).field, "prompt");
+    assert_eq!(
+        ok(raw("a red\tball\non two lines")).params.prompt,
+        "a red\tball\non two lines"
+    );
+    let mut r = raw("a red ball");
+    r.negative_prompt = Some("blur\u{7}".into());
+    assert_eq!(err(r).field, "negative-prompt");
+}

@@ -1,6 +1,5 @@
 //! `aivideo generate`: validate, record the job, run the model, write the MP4 and thumbnail.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -16,6 +15,7 @@ use crate::media::{self, ImageMetadata, VideoMetadata};
 use crate::models::{
     DeviceChoice, ModelSource, Phase, PipelineError, Video, VideoModel, inspect, load,
 };
+use crate::prompts::{self, PromptsError};
 use crate::request::{RawRequest, ValidatedRequest, validate};
 use crate::store::{Job, Store};
 
@@ -36,8 +36,8 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
     // rejects the whole batch.
     let requests = prompts
         .iter()
-        .map(|prompt| validate(&raw_request(args, prompt), &manifest.limits))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|prompt| validate_prompt(args, prompt, &manifest.limits))
+        .collect::<Result<Vec<_>>>()?;
     if let Some(dir) = &args.save_frames {
         check_frames_dir(dir, requests.len())?;
     }
@@ -52,7 +52,12 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
     let mut code = exit::SUCCESS;
     for req in &requests {
         let unknown = model.unknown_words(&req.params.prompt);
-        if !unknown.is_empty() {
+        if !model.understands_any(&req.params.prompt) {
+            p.warn(&format!(
+                "the model understands none of the words of \"{}\"; the video will not follow the prompt",
+                req.params.prompt
+            ));
+        } else if !unknown.is_empty() {
             p.warn(&format!(
                 "the model does not know these words and ignores them: {}",
                 unknown.join(", ")
@@ -126,34 +131,93 @@ fn raw_request(args: &GenerateArgs, prompt: &str) -> RawRequest {
     }
 }
 
-/// The prompt argument, or the lines of `--prompts` (blank lines and `#` comments skipped).
-fn read_prompts(args: &GenerateArgs) -> Result<Vec<String>> {
+/// A prompt to run, with its line in the prompts file (`None` for the command-line argument).
+struct Prompt {
+    line: Option<usize>,
+    text: String,
+}
+
+/// The prompt argument, or the prompts of `--prompts FILE` (see [`crate::prompts`]). A file
+/// that cannot be opened, is a folder, or breaks the file rules is a usage error (exit 2).
+fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
     let Some(file) = &args.prompts else {
-        return Ok(vec![args.prompt.clone().unwrap_or_default()]);
+        return Ok(vec![Prompt {
+            line: None,
+            text: args.prompt.clone().unwrap_or_default(),
+        }]);
     };
-    let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
+    let shown = file.display();
+    let read = if file.as_os_str() == "-" {
+        prompts::read_prompts(std::io::stdin().lock())
     } else {
-        let f = std::fs::File::open(file)
-            .with_context(|| format!("cannot read prompts from {}", file.display()))?;
-        Box::new(std::io::BufReader::new(f))
-    };
-    let mut out = Vec::new();
-    for line in reader.lines() {
-        let line = line.context("cannot read the prompts file")?;
-        let t = line.trim();
-        if !t.is_empty() && !t.starts_with('#') {
-            out.push(t.to_string());
+        if file.is_dir() {
+            return Err(CliError::new(
+                ErrorCode::UsageError,
+                format!("--prompts {shown} is a folder; give a text file with one prompt per line"),
+            )
+            .into());
         }
-    }
-    if out.is_empty() {
-        return Err(CliError::new(
+        let f = std::fs::File::open(file).map_err(|e| {
+            CliError::new(
+                ErrorCode::UsageError,
+                format!("cannot open the prompts file {shown}: {}", io_reason(&e)),
+            )
+        })?;
+        prompts::read_prompts(f)
+    };
+    let name = if file.as_os_str() == "-" {
+        "standard input".to_string()
+    } else {
+        shown.to_string()
+    };
+    match read {
+        Ok(lines) => Ok(lines
+            .into_iter()
+            .map(|p| Prompt {
+                line: Some(p.line),
+                text: p.text,
+            })
+            .collect()),
+        Err(e @ PromptsError::Io { .. }) => {
+            Err(anyhow::Error::new(e).context(format!("cannot read the prompts file {name}")))
+        }
+        Err(e) => Err(CliError::new(
             ErrorCode::ValidationError,
-            "the prompts file has no prompts (blank lines and # comments are skipped)",
+            format!("the prompts file {name}: {e}"),
         )
-        .into());
+        .with_details(json!({ "field": "prompts", "line": e.line(), "file": name }))
+        .into()),
     }
-    Ok(out)
+}
+
+/// An I/O error's reason without Rust's ` (os error N)` suffix.
+fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+/// Validates one prompt; a prompts file's line number goes into the message and details.
+fn validate_prompt(
+    args: &GenerateArgs,
+    prompt: &Prompt,
+    limits: &crate::models::Limits,
+) -> Result<ValidatedRequest> {
+    validate(&raw_request(args, &prompt.text), limits).map_err(|e| match prompt.line {
+        None => e.into(),
+        Some(line) => {
+            let mut details = e.details();
+            details["line"] = json!(line);
+            CliError::new(
+                ErrorCode::ValidationError,
+                format!("line {line} of the prompts file: {e}"),
+            )
+            .with_details(details)
+            .into()
+        }
+    })
 }
 
 /// Where this job's files go: `-o FILE.mp4`, else `<output-dir>/<video_id>.mp4`.

@@ -271,6 +271,11 @@ pub trait VideoModel: Send {
     fn limits(&self) -> &Limits;
     /// Words of `prompt` this model's text encoder does not know (they are ignored).
     fn unknown_words(&self, prompt: &str) -> Vec<String>;
+    /// Whether the text encoder recognises anything in `prompt` at all (a prompt of emoji
+    /// only, for a model with a closed vocabulary, gives an unconditioned video).
+    fn understands_any(&self, _prompt: &str) -> bool {
+        true
+    }
     /// Generates one clip; `on_step` runs after each denoising step and may cancel.
     fn generate(
         &self,

@@ -232,6 +232,10 @@ impl VideoModel for StarterModel {
         self.net.tokenize(prompt).unknown
     }
 
+    fn understands_any(&self, prompt: &str) -> bool {
+        self.net.tokenize(prompt).ids != [EMPTY]
+    }
+
     fn generate(
         &self,
         params: &GenerationParams,
