@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use aivideo::media::{FrameSelector, VideoMetadata, decode_frame, write_mp4};
+use aivideo::media::{FrameSelector, VideoMetadata, WriteOptions, decode_frame, write_mp4};
 use image::{Rgb, RgbImage};
 
 const RUNS: usize = 7;
@@ -44,7 +44,9 @@ fn main() {
         let mut bytes = 0;
         for _ in 0..RUNS {
             let t = Instant::now();
-            bytes = write_mp4(&path, &clip, FPS, &meta).unwrap().bytes;
+            bytes = write_mp4(&path, &clip, FPS, &meta, &WriteOptions::default())
+                .unwrap()
+                .bytes;
             enc.push(frames as f64 / t.elapsed().as_secs_f64());
         }
         // Decoding the last frame decodes from the preceding keyframe: with a

@@ -149,9 +149,12 @@ pub struct GenerateArgs {
         value_name = "DIR"
     )]
     pub output_dir: PathBuf,
-    /// Write the video to exactly this MP4 file instead (the thumbnail goes next to it)
+    /// Write the video to exactly this MP4 file instead (the thumbnail goes next to it); an existing file is refused unless --overwrite is given
     #[arg(short, long, value_name = "FILE.mp4")]
     pub output: Option<PathBuf>,
+    /// Replace the existing regular files that -o and its thumbnail name (never a folder, a device or anything else)
+    #[arg(short = 'f', long, requires = "output")]
+    pub overwrite: bool,
     /// Compute device
     #[arg(
         long,
@@ -261,15 +264,18 @@ pub struct ThumbnailArgs {
     /// Frame number to use, counting from 0 [default: the middle frame]
     #[arg(long, conflicts_with = "at", value_name = "N")]
     pub frame: Option<u32>,
-    /// Time in the video to use, in seconds
-    #[arg(long, value_name = "SECONDS")]
+    /// Time in the video to use, in seconds (0 or more)
+    #[arg(long, allow_negative_numbers = true, value_name = "SECONDS")]
     pub at: Option<f64>,
-    /// Thumbnail width in pixels, keeping the aspect ratio [default: the video's width]
-    #[arg(long, value_name = "PX")]
-    pub width: Option<u32>,
-    /// Image file to write (format from its extension) [default: next to the video]
+    /// Thumbnail width in pixels, 16 to 4096, keeping the aspect ratio [default: the video's width]
+    #[arg(long, allow_negative_numbers = true, value_name = "PX")]
+    pub width: Option<i64>,
+    /// Image file to write (format from its extension); an existing file is refused unless --overwrite is given [default: next to the video]
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
+    /// Replace an existing regular file at the output path (never the video itself, a folder or a device)
+    #[arg(short = 'f', long)]
+    pub overwrite: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,6 +7,7 @@ pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod faults;
 pub mod media;
 pub mod metrics;
 pub mod models;

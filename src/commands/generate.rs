@@ -1,17 +1,18 @@
 //! `aivideo generate`: validate, record the job, run the model, write the MP4 and thumbnail.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use candle_core::DType;
 use serde_json::{Value, json};
 
-use super::Context;
+use super::{Context, check_output_target, output_refused};
 use crate::cancel::CancelFlag;
 use crate::cli::{Device, GenerateArgs, Precision};
 use crate::error::{CliError, ErrorCode, exit};
-use crate::media::{self, ImageMetadata, VideoMetadata};
+use crate::media::{self, ImageMetadata, VideoMetadata, WriteOptions};
 use crate::models::{
     DeviceChoice, ModelSource, Phase, PipelineError, Video, VideoModel, inspect, load,
 };
@@ -38,6 +39,7 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
         .iter()
         .map(|prompt| validate_prompt(args, prompt, &manifest.limits))
         .collect::<Result<Vec<_>>>()?;
+    check_outputs(args)?;
     if let Some(dir) = &args.save_frames {
         check_frames_dir(dir, requests.len())?;
     }
@@ -220,22 +222,105 @@ fn validate_prompt(
     })
 }
 
-/// Where this job's files go: `-o FILE.mp4`, else `<output-dir>/<video_id>.mp4`.
-fn output_paths(args: &GenerateArgs, video_id: &str) -> Result<(PathBuf, PathBuf)> {
+/// Where this job's files go: `-o FILE.mp4`, else `<output-dir>/<video_id>.mp4`; the
+/// thumbnail beside the video with the thumbnail format's extension. Absolute.
+fn output_paths(args: &GenerateArgs, video_id: &str) -> (PathBuf, PathBuf) {
     let video = match &args.output {
         Some(f) => f.clone(),
         None => args.output_dir.join(format!("{video_id}.mp4")),
     };
     let video = std::path::absolute(&video).unwrap_or(video);
-    if let Some(dir) = video.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    }
     let thumb = video.with_extension(args.thumbnail_format.extension());
-    Ok((video, thumb))
+    (video, thumb)
+}
+
+/// The output rules, checked before any job exists (see README, "Files"): `-o` names a new
+/// file or, with `--overwrite`, an existing regular file, and so does its thumbnail; the two
+/// are never the same file; `--output-dir` is a folder or a new path.
+fn check_outputs(args: &GenerateArgs) -> Result<()> {
+    let Some(out) = &args.output else {
+        let dir = &args.output_dir;
+        if dir.exists() && !dir.is_dir() {
+            return Err(CliError::new(
+                ErrorCode::UsageError,
+                format!("--output-dir {}: not a folder", dir.display()),
+            )
+            .into());
+        }
+        return Ok(());
+    };
+    check_output_target(out, args.overwrite, "-o")?;
+    let (video, thumb) = output_paths(args, "");
+    let ext = |p: &Path| p.extension().map(|e| e.to_ascii_lowercase());
+    if ext(&video) == ext(&thumb) || media::same_file(&video, &thumb) {
+        return Err(CliError::new(
+            ErrorCode::UsageError,
+            format!(
+                "-o {}: the video and its thumbnail would be the same file; name the video FILE.mp4, or choose another --thumbnail-format",
+                out.display()
+            ),
+        )
+        .into());
+    }
+    check_output_target(&thumb, args.overwrite, "the thumbnail")
+}
+
+/// Files a job creates, shared with the abort hook: removed unless the job completes.
+type Owned = Arc<Mutex<Vec<PathBuf>>>;
+
+fn own(owned: &Owned, path: &Path) {
+    owned
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(path.to_path_buf());
+}
+
+/// What a second Ctrl-C runs before the process exits: records the job `canceled` and
+/// removes its files and temporary files. A job that completed meanwhile is left alone.
+fn abort_hook(
+    db: PathBuf,
+    id: String,
+    owned: Owned,
+    work_dirs: Vec<PathBuf>,
+    quiet: bool,
+) -> impl FnOnce() + Send + 'static {
+    move || {
+        let recorded = Store::open(&db).and_then(|s| {
+            s.mark_canceled(&id, "canceled: interrupted twice (Ctrl-C); stopped at once")
+        });
+        if let Err(crate::store::StoreError::InvalidTransition { .. }) = recorded {
+            return;
+        }
+        for f in owned.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = std::fs::remove_file(f);
+        }
+        for dir in &work_dirs {
+            let _ = media::remove_temp_files(dir, &id);
+        }
+        if !quiet {
+            let state = match recorded {
+                Ok(_) => "recorded as canceled",
+                Err(_) => "could not be recorded (the job history was unavailable)",
+            };
+            eprintln!("\naivideo: stopped at once; job {id} {state}, its files removed");
+        }
+    }
+}
+
+/// Removes what a job that will not complete wrote: its files and its temporary files.
+fn remove_outputs(id: &str, written: &[PathBuf], work_dirs: &[PathBuf]) {
+    for f in written {
+        let _ = std::fs::remove_file(f);
+    }
+    for dir in work_dirs {
+        let _ = media::remove_temp_files(dir, id);
+    }
 }
 
 /// Runs one accepted request as a job; the job ends `completed`, `failed` or `canceled`.
+/// When the job history cannot record the outcome, the job's files are removed (no record
+/// would own them), the failure is recorded if the freed space allows, and the database
+/// error is returned (exit 4).
 fn run_one(
     ctx: &Context,
     args: &GenerateArgs,
@@ -250,9 +335,41 @@ fn run_one(
     meta["device"] = json!(model.info().device);
     let job = store.create_job(&req.params.prompt, &meta)?;
     let id = job.video_id.clone();
-    store.mark_processing(&id)?;
+    let (video_path, thumb_path) = output_paths(args, &id);
+    let frames_dir = args.save_frames.as_ref().map(|dir| {
+        let dir = if batch { dir.join(&id) } else { dir.clone() };
+        std::path::absolute(&dir).unwrap_or(dir)
+    });
+    let mut work_dirs: Vec<PathBuf> = video_path
+        .parent()
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    work_dirs.extend(frames_dir.clone());
+    let owned: Owned = Arc::default();
+    let quiet = ctx.printer.is_json() || ctx.global.quiet;
+    cancel.on_abort(abort_hook(
+        store.path().to_path_buf(),
+        id.clone(),
+        Arc::clone(&owned),
+        work_dirs.clone(),
+        quiet,
+    ));
+    let started = store
+        .set_work_dirs(&id, &work_dirs)
+        .and_then(|()| store.mark_processing(&id));
+    if let Err(e) = started {
+        cancel.clear_abort();
+        return Err(db_failure(store, &id, e.into(), &[], &work_dirs));
+    }
     let start = Instant::now();
     let mut written: Vec<PathBuf> = Vec::new();
+    let files = Outputs {
+        video: &video_path,
+        thumb: &thumb_path,
+        frames_dir: frames_dir.as_deref(),
+        owned: &owned,
+    };
     let outcome = produce(
         ctx,
         args,
@@ -262,21 +379,22 @@ fn run_one(
         cancel,
         &mut meta,
         &mut written,
-        batch,
+        &files,
     );
     let total = start.elapsed().as_secs_f64();
     meta["timings"]["total_s"] = json!(total);
-    match outcome {
-        Ok((video, thumb)) => Ok(store.mark_completed(&id, &video, Some(&thumb), total, &meta)?),
+    crate::faults::point("before-record");
+    let recorded = match outcome {
+        Ok(()) => store.mark_completed(&id, &video_path, Some(&thumb_path), total, &meta),
         Err(err) => {
-            for f in &written {
-                let _ = std::fs::remove_file(f);
-            }
+            remove_outputs(&id, &written, &work_dirs);
+            written.clear();
+            let message = CliError::from_anyhow(&err).full_message();
             if matches!(
                 err.downcast_ref::<PipelineError>(),
                 Some(PipelineError::Canceled { .. })
             ) {
-                Ok(store.mark_canceled(&id, &format!("{err:#}"))?)
+                store.mark_canceled(&id, &message)
             } else {
                 let code = CliError::from_anyhow(&err).code;
                 let code = if code == ErrorCode::InternalError {
@@ -284,13 +402,50 @@ fn run_one(
                 } else {
                     code
                 };
-                Ok(store.mark_failed(&id, code.as_str(), &format!("{err:#}"), Some(&meta))?)
+                store.mark_failed(&id, code.as_str(), &message, Some(&meta))
             }
         }
-    }
+    };
+    cancel.clear_abort();
+    recorded.map_err(|e| db_failure(store, &id, e.into(), &written, &work_dirs))
 }
 
-/// Generates the frames and writes both files; records what it wrote in `written`.
+/// The job history refused a write for job `id`: remove the job's files, try to record the
+/// failure (removing them may have freed the space), and return the error to report.
+fn db_failure(
+    store: &Store,
+    id: &str,
+    err: anyhow::Error,
+    written: &[PathBuf],
+    work_dirs: &[PathBuf],
+) -> anyhow::Error {
+    remove_outputs(id, written, work_dirs);
+    let cause = CliError::from_anyhow(&err).full_message();
+    let message = format!("the job history could not record this job: {cause}");
+    let noted = store.mark_failed(id, ErrorCode::DatabaseError.as_str(), &message, None);
+    let what = if written.is_empty() {
+        ""
+    } else {
+        ", so its files were removed"
+    };
+    let after = match noted {
+        Ok(_) => "; the job is recorded as failed",
+        Err(_) => "; the job will show as interrupted",
+    };
+    err.context(format!(
+        "job {id}: the job history could not be written{what}{after}"
+    ))
+}
+
+/// Where one job writes, and the list shared with the abort hook.
+struct Outputs<'a> {
+    video: &'a Path,
+    thumb: &'a Path,
+    frames_dir: Option<&'a Path>,
+    owned: &'a Owned,
+}
+
+/// Generates the frames and writes the files; records what it wrote in `written`.
 #[allow(clippy::too_many_arguments)]
 fn produce(
     ctx: &Context,
@@ -301,9 +456,12 @@ fn produce(
     cancel: &CancelFlag,
     meta: &mut Value,
     written: &mut Vec<PathBuf>,
-    batch: bool,
-) -> Result<(PathBuf, PathBuf)> {
-    let (video_path, thumb_path) = output_paths(args, id)?;
+    files: &Outputs,
+) -> Result<()> {
+    if let Some(dir) = files.video.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
+    }
     let bar = ctx
         .printer
         .progress_bar(req.params.steps as u64, &format!("generating {}", &id[..8]));
@@ -337,18 +495,47 @@ fn produce(
             ("quality".into(), req.quality.to_string()),
         ],
     };
-    if cancel.is_canceled() {
-        return Err(PipelineError::Canceled {
-            step: req.params.steps,
-            total: req.params.steps,
+    let canceled = || -> Result<()> {
+        if cancel.is_canceled() {
+            bail!(PipelineError::Canceled {
+                step: req.params.steps,
+                total: req.params.steps
+            });
         }
-        .into());
-    }
-    let summary = media::write_mp4(&video_path, &video.frames, video.fps, &vmeta)
-        .with_context(|| format!("cannot write {}", video_path.display()))?;
-    written.push(video_path.clone());
+        Ok(())
+    };
+    canceled()?;
+    crate::faults::point("before-video");
+    // Only -o can name an existing file; generated names are always new.
+    let opts = WriteOptions {
+        overwrite: args.overwrite && args.output.is_some(),
+        owner: Some(id.to_string()),
+    };
+    // A new path is the job's before it is written (a second Ctrl-C mid-write removes it);
+    // a replaced file only once it holds the new content.
+    let write = |path: &Path, written: &mut Vec<PathBuf>, f: &mut dyn FnMut() -> Result<()>| {
+        if !opts.overwrite {
+            own(files.owned, path);
+        }
+        f()?;
+        if opts.overwrite {
+            own(files.owned, path);
+        }
+        written.push(path.to_path_buf());
+        Ok::<(), anyhow::Error>(())
+    };
+    let mut summary = None;
+    write(files.video, written, &mut || {
+        summary = Some(
+            media::write_mp4(files.video, &video.frames, video.fps, &vmeta, &opts)
+                .map_err(|e| output_refused(e, "-o"))
+                .context("cannot write the video")?,
+        );
+        Ok(())
+    })?;
     meta["timings"]["encoding_s"] = json!(t.elapsed().as_secs_f64());
     meta["mp4"] = json!(summary);
+    crate::faults::point("after-video");
 
     let t = Instant::now();
     let middle = &video.frames[video.frames.len() / 2];
@@ -356,25 +543,22 @@ fn produce(
         title: req.params.prompt.clone(),
         comment_json: params_json,
     };
-    media::write_image(&thumb_path, middle, &imeta)
-        .with_context(|| format!("cannot write {}", thumb_path.display()))?;
-    written.push(thumb_path.clone());
+    write(files.thumb, written, &mut || {
+        media::write_image(files.thumb, middle, &imeta, &opts)
+            .map_err(|e| output_refused(e, "the thumbnail"))
+            .context("cannot write the thumbnail")
+    })?;
     meta["timings"]["thumbnail_s"] = json!(t.elapsed().as_secs_f64());
-    if let Some(dir) = &args.save_frames {
-        let dir = if batch { dir.join(id) } else { dir.clone() };
-        let dir = std::path::absolute(&dir).unwrap_or(dir);
-        let frames = media::write_png_frames(&dir, &video.frames, &imeta)
+    if let Some(dir) = files.frames_dir {
+        for i in 0..video.frames.len() {
+            own(files.owned, &dir.join(media::frame_file_name(i)));
+        }
+        let frames = media::write_png_frames(dir, &video.frames, &imeta, Some(id))
             .with_context(|| format!("cannot write the frames to {}", dir.display()))?;
         written.extend(frames);
         meta["frames_dir"] = json!(dir);
     }
-    if cancel.is_canceled() {
-        bail!(PipelineError::Canceled {
-            step: req.params.steps,
-            total: req.params.steps
-        });
-    }
-    Ok((video_path, thumb_path))
+    canceled()
 }
 
 /// The generation parameters embedded in the MP4 and the thumbnail.

@@ -11,7 +11,7 @@ use crate::store::{Job, JobStatus};
 const PROMPT_WIDTH: usize = 60;
 
 pub fn run(ctx: &Context, args: &ListArgs) -> Result<u8> {
-    let store = ctx.open_store()?;
+    let store = ctx.open_store_for_reading()?;
     let status = args.status.map(JobStatus::from);
     let jobs = store
         .list(args.limit, args.offset, status)

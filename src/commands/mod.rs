@@ -12,8 +12,10 @@ mod train;
 use anyhow::{Context as _, Result};
 
 use crate::cli::{Cli, Command, GlobalArgs};
+use crate::error::{CliError, ErrorCode};
+use crate::media::MediaError;
 use crate::output::Printer;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub use status::{SystemStatus, describe_model, model_in_use, system_status};
 
@@ -31,6 +33,32 @@ impl Context {
         self.printer
             .debug(&format!("job history: {}", store.path().display()));
         Ok(store)
+    }
+
+    /// Opens the job history to read it: for writing (so crashed jobs are recovered) where
+    /// that works, else, when the file exists but cannot be written (a read-only folder,
+    /// file or file system), read-only with a note that recovery was skipped.
+    pub fn open_store_for_reading(&self) -> Result<Store> {
+        let path = self.global.db_path();
+        match Store::open(&path) {
+            Ok(store) => Ok(store),
+            Err(
+                e @ (StoreError::Open { .. }
+                | StoreError::ReadOnlyFolder { .. }
+                | StoreError::Sqlite { .. }
+                | StoreError::CreateDir { .. }),
+            ) if path.is_file() => {
+                let store = Store::open_read_only(&path).map_err(|ro| {
+                    anyhow::Error::new(ro).context(format!("cannot open the job history ({e})"))
+                })?;
+                self.printer.warn(&format!(
+                    "{} cannot be written here; showing it read-only (jobs of crashed processes are not recovered)",
+                    path.display()
+                ));
+                Ok(store)
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("cannot open the job history")),
+        }
     }
 }
 
@@ -50,4 +78,49 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Train(args) => train::run(&ctx, args),
         Command::Eval(args) => eval::run(&ctx, args),
     }
+}
+
+/// Checks, before any work, that `path` may be written (see [`crate::media::check_target`]);
+/// `what` names it in the message ("-o", "the thumbnail"). A refusal is a usage error (exit 2)
+/// that says how to go on.
+pub(crate) fn check_output_target(
+    path: &std::path::Path,
+    overwrite: bool,
+    what: &str,
+) -> Result<()> {
+    match crate::media::check_target(path, overwrite) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(output_refused(e, what)),
+    }
+}
+
+/// A refused output path as a usage error with a hint; other media errors pass through.
+pub(crate) fn output_refused(e: MediaError, what: &str) -> anyhow::Error {
+    let (message, field) = match &e {
+        MediaError::Exists { path } => (
+            format!(
+                "{what}: {} already exists; pass --overwrite (-f) to replace it, or choose another file",
+                path.display()
+            ),
+            "exists",
+        ),
+        MediaError::NotAFile { path, kind } if *kind == "a folder" => (
+            format!(
+                "{what}: {} is a folder; give the name of a file (inside it, if you like)",
+                path.display()
+            ),
+            "folder",
+        ),
+        MediaError::NotAFile { path, kind } => (
+            format!(
+                "{what}: {} is {kind}; aivideo writes only regular files, even with --overwrite",
+                path.display()
+            ),
+            "not_a_file",
+        ),
+        _ => return anyhow::Error::new(e),
+    };
+    CliError::new(ErrorCode::UsageError, message)
+        .with_details(serde_json::json!({ "output": what, "reason": field }))
+        .into()
 }

@@ -14,7 +14,7 @@ use crate::output::{human_bytes, human_duration, sanitize, truncate};
 use crate::store::{Job, StatusCounts, Store};
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
-    let store = ctx.open_store()?;
+    let store = ctx.open_store_for_reading()?;
     match &args.id {
         Some(id) => {
             let job = store.get(id)?;

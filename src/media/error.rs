@@ -15,8 +15,8 @@ pub enum MediaError {
     )]
     UnsupportedFormat { path: PathBuf, extension: String },
 
-    /// Creating, writing, syncing or renaming a file failed.
-    #[error("I/O error on {path}: {source}")]
+    /// Creating, writing, syncing or renaming a file failed (the OS error is the source).
+    #[error("I/O error on {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -38,6 +38,14 @@ pub enum MediaError {
         selector: String,
         valid: String,
     },
+
+    /// Something already exists at the path and replacing it was not allowed.
+    #[error("{path} already exists")]
+    Exists { path: PathBuf },
+
+    /// The path names something that is not a regular file (a folder, a device, ...).
+    #[error("{path} is {kind}, not a regular file")]
+    NotAFile { path: PathBuf, kind: &'static str },
 
     /// Image encoding failed.
     #[error("cannot encode image {path}: {reason}")]

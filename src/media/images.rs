@@ -15,6 +15,7 @@ use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
 use super::MediaError;
 use super::atomic::write_atomically;
+use super::target::{WriteOptions, check_target};
 use super::writer::encoder_tag;
 
 /// JPEG quality used for thumbnails.
@@ -53,8 +54,14 @@ fn format_of(path: &Path) -> Result<Format, MediaError> {
 }
 
 /// Writes `img` to `path` in the format its extension names (jpg, jpeg, png, webp).
-pub fn write_image(path: &Path, img: &RgbImage, meta: &ImageMetadata) -> Result<(), MediaError> {
+pub fn write_image(
+    path: &Path,
+    img: &RgbImage,
+    meta: &ImageMetadata,
+    opts: &WriteOptions,
+) -> Result<(), MediaError> {
     let format = format_of(path)?;
+    check_target(path, opts.overwrite)?;
     if img.width() == 0 || img.height() == 0 {
         return Err(MediaError::invalid(path, "the image is empty"));
     }
@@ -84,7 +91,7 @@ pub fn write_image(path: &Path, img: &RgbImage, meta: &ImageMetadata) -> Result<
             out
         }
     };
-    write_atomically(path, &bytes)
+    write_atomically(path, &bytes, opts)
 }
 
 /// The file name of frame `index` (0-based) in a `--save-frames` folder: `frame_0001.png` on.
@@ -99,7 +106,12 @@ pub fn write_png_frames(
     dir: &Path,
     frames: &[RgbImage],
     meta: &ImageMetadata,
+    owner: Option<&str>,
 ) -> Result<Vec<std::path::PathBuf>, MediaError> {
+    let opts = WriteOptions {
+        overwrite: false,
+        owner: owner.map(str::to_string),
+    };
     std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
     let paths: Vec<_> = (0..frames.len())
         .map(|i| dir.join(frame_file_name(i)))
@@ -112,7 +124,7 @@ pub fn write_png_frames(
     }
     let mut written = Vec::with_capacity(frames.len());
     for (path, frame) in paths.iter().zip(frames) {
-        if let Err(e) = write_image(path, frame, meta) {
+        if let Err(e) = write_image(path, frame, meta, &opts) {
             for w in &written {
                 let _ = std::fs::remove_file(w);
             }
@@ -175,10 +187,16 @@ fn encode_png(img: &RgbImage, meta: &ImageMetadata) -> Result<Vec<u8>, png::Enco
     Ok(out)
 }
 
-/// Scales `img` to `width` pixels wide with a Lanczos filter, keeping the aspect
-/// ratio; the height is rounded to an even number (at least 2).
+/// Longest side [`resize_to_width`] makes: 4096 pixels (a 48 MiB RGB image at most).
+pub const MAX_RESIZED_SIDE: u32 = 4096;
+
+/// Scales `img` to `width` pixels wide with a Lanczos filter, keeping the aspect ratio (the
+/// height rounded to an even number, at least 2); neither side of the result may exceed
+/// [`MAX_RESIZED_SIDE`].
 pub fn resize_to_width(img: &RgbImage, width: u32) -> Result<RgbImage, MediaError> {
-    if width == 0 || img.width() == 0 || img.height() == 0 {
+    let too_big = u64::from(img.height()) * u64::from(width)
+        > u64::from(MAX_RESIZED_SIDE) * u64::from(img.width().max(1));
+    if width == 0 || width > MAX_RESIZED_SIDE || too_big || img.width() == 0 || img.height() == 0 {
         return Err(MediaError::invalid(
             Path::new("<image>"),
             format!(
@@ -208,6 +226,7 @@ mod tests {
             Path::new("/tmp/x.gif"),
             &RgbImage::new(8, 8),
             &ImageMetadata::default(),
+            &WriteOptions::default(),
         )
         .unwrap_err();
         let s = e.to_string();
@@ -240,5 +259,12 @@ mod tests {
         assert_eq!(r.dimensions(), (100, 58));
         assert_eq!(*r.get_pixel(50, 29), image::Rgb([50, 100, 150]));
         assert!(resize_to_width(&img, 0).is_err());
+        assert!(resize_to_width(&img, MAX_RESIZED_SIDE + 1).is_err());
+        let tall = RgbImage::new(16, 256);
+        assert!(resize_to_width(&tall, 256).is_ok());
+        assert!(
+            resize_to_width(&tall, 257).is_err(),
+            "the height would pass 4096"
+        );
     }
 }

@@ -9,6 +9,7 @@ use super::MediaError;
 use super::atomic::write_atomically;
 use super::h264::encode;
 use super::mux::{Tags, mux};
+use super::target::{WriteOptions, check_target};
 
 /// Smallest and largest accepted frame side, in pixels.
 pub(crate) const MIN_SIDE: u32 = 256;
@@ -108,8 +109,10 @@ pub fn write_mp4(
     frames: &[RgbImage],
     fps: u32,
     meta: &VideoMetadata,
+    opts: &WriteOptions,
 ) -> Result<Mp4Summary, MediaError> {
     let (width, height) = validate(path, frames, fps, meta)?;
+    check_target(path, opts.overwrite)?;
     let stream = encode(path, frames, fps)?;
     let encoder = encoder_tag();
     let tags = Tags {
@@ -120,7 +123,7 @@ pub fn write_mp4(
     };
     let bytes =
         mux(width, height, fps, &stream, &tags).map_err(|e| MediaError::invalid(path, e))?;
-    write_atomically(path, &bytes)?;
+    write_atomically(path, &bytes, opts)?;
     Ok(Mp4Summary {
         frames: frames.len() as u32,
         width,
@@ -142,7 +145,14 @@ mod tests {
     }
 
     fn err(path: &Path, f: &[RgbImage], fps: u32) -> String {
-        let e = write_mp4(path, f, fps, &VideoMetadata::default()).unwrap_err();
+        let e = write_mp4(
+            path,
+            f,
+            fps,
+            &VideoMetadata::default(),
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(e, MediaError::InvalidInput { .. }), "{e}");
         assert!(!path.exists());
         e.to_string()
@@ -164,7 +174,8 @@ mod tests {
             extra: vec![("bad key".into(), "v".into())],
             ..Default::default()
         };
-        let e = write_mp4(&p, &frames(256, 256, 1), 8, &meta).unwrap_err();
+        let e =
+            write_mp4(&p, &frames(256, 256, 1), 8, &meta, &WriteOptions::default()).unwrap_err();
         assert!(e.to_string().contains("bad key"), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -173,7 +184,14 @@ mod tests {
     fn summary_matches_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.mp4");
-        let s = write_mp4(&p, &frames(264, 256, 5), 10, &VideoMetadata::default()).unwrap();
+        let s = write_mp4(
+            &p,
+            &frames(264, 256, 5),
+            10,
+            &VideoMetadata::default(),
+            &WriteOptions::default(),
+        )
+        .unwrap();
         assert_eq!((s.frames, s.width, s.height, s.fps), (5, 264, 256, 10));
         assert_eq!(s.bytes, std::fs::metadata(&p).unwrap().len());
         assert!((s.duration_s - 0.5).abs() < 1e-9);

@@ -38,6 +38,15 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "the job database {} cannot be written: its folder is read-only; pass --db (or AIVIDEO_DB) with a writable path",
+        path.display()
+    )]
+    ReadOnlyFolder {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("the job database {} does not exist yet", path.display())]
     Missing { path: PathBuf },
     #[error(
@@ -115,6 +124,7 @@ impl StoreError {
             }
             StoreError::CreateDir { path, .. }
             | StoreError::Open { path, .. }
+            | StoreError::ReadOnlyFolder { path, .. }
             | StoreError::Corrupt { path, .. }
             | StoreError::Locked { path, .. }
             | StoreError::Missing { path }

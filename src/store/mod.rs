@@ -7,6 +7,7 @@
 
 mod error;
 mod job;
+mod process;
 mod stats;
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 pub use error::StoreError;
 pub use job::{JOB_COLUMNS, Job, JobStatus, format_ts, job_from_row, now, parse_ts};
+pub use process::{identity_of, own_identity, owner_alive, pid_alive, this_host};
 pub use stats::{ProcessingTimeStats, StatusCounts, StoreStats};
 
 use crate::error::ErrorCode;
@@ -51,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX jobs_by_created ON jobs (created_at);
     CREATE INDEX jobs_by_status_created ON jobs (status, created_at);",
+    // 2: what identifies the owning process beyond its pid (boot id and start time), and the
+    // folders a job writes into, so that recovery can remove a dead job's temporary files.
+    "ALTER TABLE jobs ADD COLUMN proc_start TEXT;
+    ALTER TABLE jobs ADD COLUMN work_dirs TEXT;",
 ];
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -90,6 +96,9 @@ impl Store {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(std::time::Duration::from_millis(100));
                 }
+                Err(StoreError::Open { path, source }) if !folder_writable(&path) => {
+                    return Err(StoreError::ReadOnlyFolder { path, source });
+                }
                 done => return done.map(|()| store),
             }
         }
@@ -104,15 +113,29 @@ impl Store {
     }
 
     /// Opens an existing database for monitoring: never creates the file, never writes,
-    /// never takes a write lock, and never runs migrations or recovery.
+    /// never takes a write lock, and never runs migrations or recovery. Where its folder
+    /// cannot be written (a read-only file system or folder), SQLite cannot make the shared
+    /// memory file WAL readers need; then, and only then, the file is opened as immutable,
+    /// since nothing can be writing to it there either.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         if !path.is_file() {
             return Err(StoreError::Missing { path });
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&path, flags)
-            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        let conn = match Connection::open_with_flags(&path, flags).and_then(|c| {
+            // Opening is lazy: read the schema version to find out whether reading works.
+            c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?;
+            Ok(c)
+        }) {
+            Ok(c) => c,
+            Err(e) if !folder_writable(&path) => {
+                let uri = immutable_uri(&path);
+                Connection::open_with_flags(&uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                    .map_err(|_| StoreError::from_sqlite(&path, e))?
+            }
+            Err(e) => return Err(StoreError::from_sqlite(&path, e)),
+        };
         let store = Store {
             conn,
             path,
@@ -213,22 +236,27 @@ impl Store {
     }
 
     /// Marks `failed` (code `INTERRUPTED`) every unfinished job that belongs to a process on
-    /// this host that no longer exists. Returns the ids it changed.
+    /// this host that no longer runs (see [`owner_alive`]: a reboot or a reused pid counts as
+    /// gone), and removes that job's temporary files from the folders it was writing into.
+    /// Returns the ids it changed.
     pub fn recover_interrupted(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT video_id, pid FROM jobs
+                "SELECT video_id, pid, proc_start, work_dirs FROM jobs
                  WHERE status IN ('pending', 'processing') AND host = ?1 AND pid IS NOT NULL",
             )
             .map_err(|e| self.err(e))?;
-        let owned: Vec<(String, i64)> = stmt
-            .query_map([&self.host], |r| Ok((r.get(0)?, r.get(1)?)))
+        type Owned = (String, i64, Option<String>, Option<String>);
+        let owned: Vec<Owned> = stmt
+            .query_map([&self.host], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err(e))?;
         let mut recovered = Vec::new();
-        for (id, pid) in owned {
-            if pid_alive(pid) {
+        for (id, pid, identity, work_dirs) in owned {
+            if owner_alive(pid, identity.as_deref()) {
                 continue;
             }
             let message = format!(
@@ -248,10 +276,34 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             if changed == 1 {
+                // Best effort: a folder that cannot be read keeps its leftovers.
+                for dir in parse_work_dirs(work_dirs.as_deref()) {
+                    let _ = crate::media::remove_temp_files(&dir, &id);
+                }
                 recovered.push(id);
             }
         }
         Ok(recovered)
+    }
+
+    /// Records the folders job `id` writes into (for [`Store::recover_interrupted`]).
+    pub fn set_work_dirs(&self, id: &str, dirs: &[PathBuf]) -> Result<()> {
+        let dirs: Vec<String> = dirs
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect();
+        let json = serde_json::to_string(&dirs).unwrap_or_else(|_| "[]".into());
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE jobs SET work_dirs = ?1 WHERE video_id = ?2",
+                params![json, id],
+            )
+            .map_err(|e| self.err(e))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound { id: id.to_string() });
+        }
+        Ok(())
     }
 
     /// Records a new `pending` job owned by this process.
@@ -275,8 +327,9 @@ impl Store {
         };
         self.conn
             .execute(
-                "INSERT INTO jobs (video_id, prompt, status, created_at, metadata, frames, pid, host)
-                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO jobs (video_id, prompt, status, created_at, metadata, frames, pid,
+                                   host, proc_start)
+                 VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     job.video_id,
                     job.prompt,
@@ -285,6 +338,7 @@ impl Store {
                     job.frames.map(|f| f as i64),
                     job.pid,
                     job.host,
+                    own_identity(),
                 ],
             )
             .map_err(|e| self.err(e))?;
@@ -298,10 +352,18 @@ impl Store {
 
     /// `pending` → `processing`, owned by process `pid` on `host` (for workers and tests).
     pub fn mark_processing_as(&self, id: &str, pid: u32, host: &str) -> Result<Job> {
-        let sql = "UPDATE jobs SET status = 'processing', started_at = ?1, pid = ?2, host = ?3
-                   WHERE video_id = ?4 AND status = 'pending'";
+        let sql = "UPDATE jobs SET status = 'processing', started_at = ?1, pid = ?2, host = ?3,
+                   proc_start = ?4 WHERE video_id = ?5 AND status = 'pending'";
         let now = format_ts(&now());
-        self.transition(id, JobStatus::Processing, sql, params![now, pid, host, id])
+        let identity = if pid == std::process::id() && host == self.host {
+            own_identity()
+        } else if host == self.host {
+            identity_of(pid)
+        } else {
+            None
+        };
+        let args = params![now, pid, host, identity, id];
+        self.transition(id, JobStatus::Processing, sql, args)
     }
 
     /// `processing` → `completed`, with the files written and the final metadata.
@@ -505,29 +567,45 @@ fn frames_of(metadata: &Value) -> Option<u64> {
     metadata.get("frames").and_then(Value::as_u64)
 }
 
-/// This machine's host name, as recorded on jobs.
-pub fn this_host() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
-}
-
-/// Whether a process with this pid exists on this host (`kill(pid, 0)`; only ESRCH means gone).
+/// Whether files can be created in `path`'s folder (`access(W_OK)`: false on a read-only
+/// file system even for root).
 #[cfg(unix)]
-pub fn pid_alive(pid: i64) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
+fn folder_writable(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks that the process exists; nothing is delivered.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return true;
+    };
+    // SAFETY: a valid NUL-terminated path; access only inspects it.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
-/// Without a portable liveness check, never declare a process dead.
 #[cfg(not(unix))]
-pub fn pid_alive(_pid: i64) -> bool {
+fn folder_writable(_path: &Path) -> bool {
     true
+}
+
+/// `file:<path>?immutable=1`, with the characters URIs reserve and non-ASCII bytes
+/// percent-encoded.
+fn immutable_uri(path: &Path) -> String {
+    let mut out = String::from("file:");
+    for b in path.as_os_str().as_encoded_bytes() {
+        match b {
+            b'%' | b'?' | b'#' | 0x80.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(char::from(*b)),
+        }
+    }
+    out.push_str("?immutable=1");
+    out
+}
+
+/// The folders recorded by [`Store::set_work_dirs`] (none when unset or unreadable).
+fn parse_work_dirs(json: Option<&str>) -> Vec<PathBuf> {
+    json.and_then(|j| serde_json::from_str::<Vec<PathBuf>>(j).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

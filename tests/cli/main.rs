@@ -3,11 +3,14 @@
 mod util;
 
 mod errors;
+mod faults;
 mod generate;
+mod inputs;
 mod list;
 mod media;
 mod metrics;
 mod model;
+mod outputs;
 mod recovery;
 mod status;
 mod thumbnail;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use aivideo::media::{
-    FrameSelector, ImageMetadata, MediaError, VideoMetadata, decode_frame, probe_mp4,
+    FrameSelector, ImageMetadata, MediaError, VideoMetadata, WriteOptions, decode_frame, probe_mp4,
     resize_to_width, write_image, write_mp4,
 };
 use image::{Rgb, RgbImage};
@@ -95,7 +95,7 @@ fn check_clip(w: u32, h: u32) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("clip_{w}x{h}.mp4"));
     let frames = clip(w, h);
-    let summary = write_mp4(&path, &frames, FPS, &meta()).unwrap();
+    let summary = write_mp4(&path, &frames, FPS, &meta(), &WriteOptions::default()).unwrap();
     assert_eq!(
         (summary.frames, summary.width, summary.height, summary.fps),
         (FRAMES, w, h, FPS)
@@ -334,21 +334,45 @@ fn write_errors_leave_nothing_behind() {
     let entries = || std::fs::read_dir(dir.path()).unwrap().count();
 
     // Missing folder, and a "folder" that is a file.
-    let e = write_mp4(&dir.path().join("missing/out.mp4"), &frames, FPS, &meta()).unwrap_err();
+    let e = write_mp4(
+        &dir.path().join("missing/out.mp4"),
+        &frames,
+        FPS,
+        &meta(),
+        &WriteOptions::default(),
+    )
+    .unwrap_err();
     assert!(
         matches!(e, MediaError::Io { .. }) && e.to_string().contains("missing/out.mp4"),
         "{e}"
     );
     std::fs::write(dir.path().join("file"), b"x").unwrap();
-    assert!(write_mp4(&dir.path().join("file/out.mp4"), &frames, FPS, &meta()).is_err());
+    assert!(
+        write_mp4(
+            &dir.path().join("file/out.mp4"),
+            &frames,
+            FPS,
+            &meta(),
+            &WriteOptions::default()
+        )
+        .is_err()
+    );
     assert_eq!(entries(), 1);
 
     // The rename fails after encoding: the destination is a non-empty directory.
     let occupied = dir.path().join("occupied.mp4");
     std::fs::create_dir(&occupied).unwrap();
     std::fs::write(occupied.join("keep"), b"x").unwrap();
-    assert!(write_mp4(&occupied, &frames, FPS, &meta()).is_err());
-    assert!(write_image(&occupied, &frames[0], &ImageMetadata::default()).is_err());
+    assert!(write_mp4(&occupied, &frames, FPS, &meta(), &WriteOptions::default()).is_err());
+    assert!(
+        write_image(
+            &occupied,
+            &frames[0],
+            &ImageMetadata::default(),
+            &WriteOptions::default()
+        )
+        .is_err()
+    );
     assert_eq!(entries(), 2, "a temporary file was left behind");
 
     // A read-only folder (only meaningful when not root, which bypasses permissions).
@@ -357,14 +381,28 @@ fn write_errors_leave_nothing_behind() {
         let ro = dir.path().join("ro");
         std::fs::create_dir(&ro).unwrap();
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
-        let e = write_mp4(&ro.join("out.mp4"), &frames, FPS, &meta()).unwrap_err();
+        let e = write_mp4(
+            &ro.join("out.mp4"),
+            &frames,
+            FPS,
+            &meta(),
+            &WriteOptions::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("ro/out.mp4"), "{e}");
         assert_eq!(std::fs::read_dir(&ro).unwrap().count(), 0);
     }
 
     // Odd and out-of-range sizes are errors, not panics.
     let odd: Vec<RgbImage> = (0..4).map(|_| RgbImage::from_pixel(257, 255, BG)).collect();
-    let e = write_mp4(&dir.path().join("odd.mp4"), &odd, FPS, &meta()).unwrap_err();
+    let e = write_mp4(
+        &dir.path().join("odd.mp4"),
+        &odd,
+        FPS,
+        &meta(),
+        &WriteOptions::default(),
+    )
+    .unwrap_err();
     assert!(
         matches!(e, MediaError::InvalidInput { .. }) && e.to_string().contains("257"),
         "{e}"
@@ -400,7 +438,7 @@ fn thumbnails_carry_metadata_and_read_back() {
     };
 
     let jpg = dir.path().join("t.jpg");
-    write_image(&jpg, &thumb, &meta).unwrap();
+    write_image(&jpg, &thumb, &meta, &WriteOptions::default()).unwrap();
     let back = image::open(&jpg).unwrap().to_rgb8();
     assert_eq!(back.dimensions(), (256, 160));
     assert!(mean_abs_error(&back, &thumb) < 3.0);
@@ -408,7 +446,7 @@ fn thumbnails_carry_metadata_and_read_back() {
     assert_eq!(serde_json::from_str::<Value>(&com).unwrap()["seed"], 4242);
 
     let png_path = dir.path().join("t.png");
-    write_image(&png_path, &thumb, &meta).unwrap();
+    write_image(&png_path, &thumb, &meta, &WriteOptions::default()).unwrap();
     assert_eq!(
         image::open(&png_path).unwrap().to_rgb8(),
         thumb,
@@ -443,14 +481,20 @@ fn thumbnails_carry_metadata_and_read_back() {
     assert!(get("Software").unwrap().starts_with("aivideo "));
 
     let webp = dir.path().join("t.WEBP");
-    write_image(&webp, &thumb, &meta).unwrap();
+    write_image(&webp, &thumb, &meta, &WriteOptions::default()).unwrap();
     assert_eq!(
         image::open(&webp).unwrap().to_rgb8(),
         thumb,
         "WebP is written lossless"
     );
 
-    let e = write_image(&dir.path().join("t.bmp"), &thumb, &meta).unwrap_err();
+    let e = write_image(
+        &dir.path().join("t.bmp"),
+        &thumb,
+        &meta,
+        &WriteOptions::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("jpg, jpeg, png, webp"), "{e}");
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -471,7 +515,14 @@ fn largest_size_has_a_keyframe_every_two_seconds() {
             })
         })
         .collect();
-    write_mp4(&path, &frames, 10, &VideoMetadata::default()).unwrap();
+    write_mp4(
+        &path,
+        &frames,
+        10,
+        &VideoMetadata::default(),
+        &WriteOptions::default(),
+    )
+    .unwrap();
     let p = path.to_str().unwrap();
     let out = run_tool(
         "ffprobe",
