@@ -302,7 +302,9 @@ pub fn run(ctx: &Context, args: &ServeMetricsArgs) -> Result<u8> {
                 continue;
             }
             if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-                p.debug(&format!("{peer}: turned away ({MAX_CONNECTIONS} connections open)"));
+                p.debug(&format!(
+                    "{peer}: turned away ({MAX_CONNECTIONS} connections open)"
+                ));
                 turn_away(&stream, stop);
                 continue;
             }
@@ -315,7 +317,9 @@ pub fn run(ctx: &Context, args: &ServeMetricsArgs) -> Result<u8> {
                     state.serve(stream, peer, stop, p);
                 });
             if let Err(e) = spawned {
-                p.debug(&format!("{peer}: cannot start a thread for the connection: {e}"));
+                p.debug(&format!(
+                    "{peer}: cannot start a thread for the connection: {e}"
+                ));
             }
         }
     });
@@ -351,7 +355,12 @@ mod tests {
 
     #[test]
     fn only_loopback_addresses_are_served_without_allow_remote() {
-        for addr in ["127.0.0.1:9464", "127.1.2.3:0", "[::1]:9464", "[::ffff:127.0.0.1]:1"] {
+        for addr in [
+            "127.0.0.1:9464",
+            "127.1.2.3:0",
+            "[::1]:9464",
+            "[::ffff:127.0.0.1]:1",
+        ] {
             assert!(!check_exposure(&args(addr, false)).unwrap(), "{addr}");
         }
         for addr in ["0.0.0.0:9464", "[::]:0", "192.168.1.5:80", "[fe80::1]:9464"] {

@@ -265,11 +265,15 @@ pub fn read_request<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Request, R
             LineEnd::Line => break parse_request_line(&line)?,
             LineEnd::TooLong => return Err(RequestError::RequestLineTooLong(limits.request_line)),
             LineEnd::BadByte => {
-                return Err(RequestError::Malformed("a control byte in the request line"));
+                return Err(RequestError::Malformed(
+                    "a control byte in the request line",
+                ));
             }
             LineEnd::Eof if !started && line.is_empty() => return Err(RequestError::Closed),
             LineEnd::Eof => {
-                return Err(RequestError::Malformed("the connection ended inside the request"));
+                return Err(RequestError::Malformed(
+                    "the connection ended inside the request",
+                ));
             }
         }
     };
@@ -284,7 +288,9 @@ pub fn read_request<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Request, R
             LineEnd::TooLong => return Err(RequestError::HeadersTooLarge(limits.header_bytes)),
             LineEnd::BadByte => return Err(RequestError::Malformed("a control byte in a header")),
             LineEnd::Eof => {
-                return Err(RequestError::Malformed("the connection ended inside the request"));
+                return Err(RequestError::Malformed(
+                    "the connection ended inside the request",
+                ));
             }
         }
         if headers.len() == limits.headers {
@@ -506,14 +512,26 @@ mod tests {
         // A 32-byte request line is accepted; 33 bytes are not, with or without CR.
         let line = |n: usize| format!("GET /{} HTTP/1.1", "a".repeat(n - 14));
         assert_eq!(line(32).len(), 32);
-        assert!(read(format!("{}\r\nHost: h\r\n\r\n", line(32)).as_bytes(), &SMALL).is_ok());
+        assert!(
+            read(
+                format!("{}\r\nHost: h\r\n\r\n", line(32)).as_bytes(),
+                &SMALL
+            )
+            .is_ok()
+        );
         for end in ["\r\n", "\n", ""] {
             let head = format!("{}{end}Host: h\r\n\r\n", line(33));
             assert_eq!(status(head.as_bytes(), &SMALL), Some(414), "{end:?}");
         }
         // 40 header bytes in all are accepted, 41 are not; neither are 4 fields.
         let fields = |n: usize| format!("Host: h\r\nX: {}\r\n\r\n", "v".repeat(n - 10));
-        assert!(read(format!("GET / HTTP/1.1\r\n{}", fields(40)).as_bytes(), &SMALL).is_ok());
+        assert!(
+            read(
+                format!("GET / HTTP/1.1\r\n{}", fields(40)).as_bytes(),
+                &SMALL
+            )
+            .is_ok()
+        );
         let head = format!("GET / HTTP/1.1\r\n{}", fields(41));
         assert_eq!(status(head.as_bytes(), &SMALL), Some(431));
         let head = b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
@@ -540,7 +558,13 @@ mod tests {
     /// Reads a request from `input` through a 4 KiB buffer; returns the answer and how many
     /// bytes were read off `input`.
     fn read_counted(input: impl Read) -> (Option<u16>, usize) {
-        let mut r = io::BufReader::with_capacity(4096, Counted { inner: input, taken: 0 });
+        let mut r = io::BufReader::with_capacity(
+            4096,
+            Counted {
+                inner: input,
+                taken: 0,
+            },
+        );
         let status = read_request(&mut r, &LIMITS).unwrap_err().status();
         (status, r.get_ref().taken)
     }
@@ -584,7 +608,12 @@ mod tests {
             b"\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n",
         ] {
             let err = read(bad, &LIMITS).unwrap_err();
-            assert_eq!(err.status(), Some(400), "{:?}: {err}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                err.status(),
+                Some(400),
+                "{:?}: {err}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let v2 = b"GET / HTTP/2.0\r\nHost: h\r\n\r\n";
         assert_eq!(status(v2, &LIMITS), Some(505));
@@ -621,7 +650,10 @@ mod tests {
             headers: vec![("Allow", "GET, HEAD")],
         };
         let text = String::from_utf8(response.encode(false)).unwrap();
-        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\nDate: "), "{text}");
+        assert!(
+            text.starts_with("HTTP/1.1 405 Method Not Allowed\r\nDate: "),
+            "{text}"
+        );
         for line in [
             "\r\nContent-Type: text/plain\r\n",
             "\r\nContent-Length: 3\r\n",
