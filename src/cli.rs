@@ -280,7 +280,7 @@ pub struct ThumbnailArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeMetricsArgs {
-    /// Address to listen on
+    /// Address to listen on (a loopback address unless --allow-remote is given)
     #[arg(
         long,
         env = "AIVIDEO_METRICS_ADDR",
@@ -288,6 +288,10 @@ pub struct ServeMetricsArgs {
         value_name = "HOST:PORT"
     )]
     pub addr: SocketAddr,
+    /// Allow a non-loopback --addr (such as 0.0.0.0): anyone who can reach it reads the
+    /// metrics and the prompts of running jobs
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 /// True when `--json` is among the arguments (before any `--`): used to report errors,

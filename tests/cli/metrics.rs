@@ -2,6 +2,7 @@
 //! checked for values and with the real `promtool check metrics`.
 
 mod harness;
+mod hostile;
 
 use std::net::TcpStream;
 use std::path::Path;

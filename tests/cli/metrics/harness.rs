@@ -24,9 +24,15 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     pub fn start(env: &TestEnv) -> MetricsServer {
+        MetricsServer::start_with(env, &["--addr", "127.0.0.1:0"])
+    }
+
+    /// Starts `serve-metrics --json` with `args` (which should pick port 0).
+    pub fn start_with(env: &TestEnv, args: &[&str]) -> MetricsServer {
         let mut child = env
             .command()
-            .args(["serve-metrics", "--addr", "127.0.0.1:0", "--json"])
+            .args(["serve-metrics", "--json"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -58,6 +64,10 @@ impl MetricsServer {
             addr,
             start_line,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn get(&self, path: &str) -> HttpResponse {
