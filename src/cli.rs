@@ -223,8 +223,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
-    /// Show at most N jobs
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    /// Show at most N jobs, 1 to 10000
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000), value_name = "N")]
     pub limit: u32,
     /// Skip the N newest jobs (for paging)
     #[arg(long, default_value_t = 0, value_name = "N")]
@@ -409,6 +409,10 @@ mod tests {
         );
         assert_eq!(
             err(&["aivideo", "list", "--limit", "0"]),
+            ErrorKind::ValueValidation
+        );
+        assert_eq!(
+            err(&["aivideo", "list", "--limit", "10001"]),
             ErrorKind::ValueValidation
         );
         assert_eq!(

@@ -1,14 +1,17 @@
 //! `aivideo generate`: validate, record the job, run the model, write the MP4 and thumbnail.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use candle_core::DType;
 use serde_json::{Value, json};
 
-use super::{Context, check_output_target, output_refused};
+mod files;
+mod input;
+
+use super::{Context, output_refused};
 use crate::cancel::CancelFlag;
 use crate::cli::{Device, GenerateArgs, Precision};
 use crate::error::{CliError, ErrorCode, exit};
@@ -16,9 +19,12 @@ use crate::media::{self, ImageMetadata, VideoMetadata, WriteOptions};
 use crate::models::{
     DeviceChoice, ModelSource, Phase, PipelineError, Video, VideoModel, inspect, load,
 };
-use crate::prompts::{self, PromptsError};
-use crate::request::{RawRequest, ValidatedRequest, validate};
+use crate::request::ValidatedRequest;
 use crate::store::{Job, Store};
+use files::{
+    Outputs, Owned, abort_hook, check_outputs, db_failure, output_paths, own, remove_outputs,
+};
+use input::{check_frames_dir, read_prompts, validate_prompt};
 
 pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
     let p = &ctx.printer;
@@ -92,228 +98,6 @@ fn dtype(p: Precision) -> Option<DType> {
         Precision::F32 => Some(DType::F32),
         Precision::Bf16 => Some(DType::BF16),
         Precision::F16 => Some(DType::F16),
-    }
-}
-
-/// `--save-frames DIR` never replaces a file: with one prompt DIR must hold no frame
-/// files yet (each job with several prompts gets its own new `DIR/<video_id>/`).
-fn check_frames_dir(dir: &Path, jobs: usize) -> Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(CliError::new(
-            ErrorCode::UsageError,
-            format!("--save-frames {}: not a folder", dir.display()),
-        )
-        .into());
-    }
-    if jobs == 1 && dir.join(media::frame_file_name(0)).exists() {
-        return Err(CliError::new(
-            ErrorCode::UsageError,
-            format!(
-                "--save-frames {}: the folder already holds frames; choose an empty or new folder",
-                dir.display()
-            ),
-        )
-        .into());
-    }
-    Ok(())
-}
-
-fn raw_request(args: &GenerateArgs, prompt: &str) -> RawRequest {
-    RawRequest {
-        prompt: Some(prompt.to_string()),
-        negative_prompt: args.negative_prompt.clone(),
-        quality: args.quality.clone(),
-        steps: args.steps,
-        width: args.width,
-        height: args.height,
-        seed: args.seed,
-        frames: args.frames,
-        fps: args.fps,
-        guidance: args.guidance,
-    }
-}
-
-/// A prompt to run, with its line in the prompts file (`None` for the command-line argument).
-struct Prompt {
-    line: Option<usize>,
-    text: String,
-}
-
-/// The prompt argument, or the prompts of `--prompts FILE` (see [`crate::prompts`]). A file
-/// that cannot be opened, is a folder, or breaks the file rules is a usage error (exit 2).
-fn read_prompts(args: &GenerateArgs) -> Result<Vec<Prompt>> {
-    let Some(file) = &args.prompts else {
-        return Ok(vec![Prompt {
-            line: None,
-            text: args.prompt.clone().unwrap_or_default(),
-        }]);
-    };
-    let shown = file.display();
-    let read = if file.as_os_str() == "-" {
-        prompts::read_prompts(std::io::stdin().lock())
-    } else {
-        if file.is_dir() {
-            return Err(CliError::new(
-                ErrorCode::UsageError,
-                format!("--prompts {shown} is a folder; give a text file with one prompt per line"),
-            )
-            .into());
-        }
-        let f = std::fs::File::open(file).map_err(|e| {
-            CliError::new(
-                ErrorCode::UsageError,
-                format!("cannot open the prompts file {shown}: {}", io_reason(&e)),
-            )
-        })?;
-        prompts::read_prompts(f)
-    };
-    let name = if file.as_os_str() == "-" {
-        "standard input".to_string()
-    } else {
-        shown.to_string()
-    };
-    match read {
-        Ok(lines) => Ok(lines
-            .into_iter()
-            .map(|p| Prompt {
-                line: Some(p.line),
-                text: p.text,
-            })
-            .collect()),
-        Err(e @ PromptsError::Io { .. }) => {
-            Err(anyhow::Error::new(e).context(format!("cannot read the prompts file {name}")))
-        }
-        Err(e) => Err(CliError::new(
-            ErrorCode::ValidationError,
-            format!("the prompts file {name}: {e}"),
-        )
-        .with_details(json!({ "field": "prompts", "line": e.line(), "file": name }))
-        .into()),
-    }
-}
-
-/// An I/O error's reason without Rust's ` (os error N)` suffix.
-fn io_reason(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_string(),
-        None => s,
-    }
-}
-
-/// Validates one prompt; a prompts file's line number goes into the message and details.
-fn validate_prompt(
-    args: &GenerateArgs,
-    prompt: &Prompt,
-    limits: &crate::models::Limits,
-) -> Result<ValidatedRequest> {
-    validate(&raw_request(args, &prompt.text), limits).map_err(|e| match prompt.line {
-        None => e.into(),
-        Some(line) => {
-            let mut details = e.details();
-            details["line"] = json!(line);
-            CliError::new(
-                ErrorCode::ValidationError,
-                format!("line {line} of the prompts file: {e}"),
-            )
-            .with_details(details)
-            .into()
-        }
-    })
-}
-
-/// Where this job's files go: `-o FILE.mp4`, else `<output-dir>/<video_id>.mp4`; the
-/// thumbnail beside the video with the thumbnail format's extension. Absolute.
-fn output_paths(args: &GenerateArgs, video_id: &str) -> (PathBuf, PathBuf) {
-    let video = match &args.output {
-        Some(f) => f.clone(),
-        None => args.output_dir.join(format!("{video_id}.mp4")),
-    };
-    let video = std::path::absolute(&video).unwrap_or(video);
-    let thumb = video.with_extension(args.thumbnail_format.extension());
-    (video, thumb)
-}
-
-/// The output rules, checked before any job exists (see README, "Files"): `-o` names a new
-/// file or, with `--overwrite`, an existing regular file, and so does its thumbnail; the two
-/// are never the same file; `--output-dir` is a folder or a new path.
-fn check_outputs(args: &GenerateArgs) -> Result<()> {
-    let Some(out) = &args.output else {
-        let dir = &args.output_dir;
-        if dir.exists() && !dir.is_dir() {
-            return Err(CliError::new(
-                ErrorCode::UsageError,
-                format!("--output-dir {}: not a folder", dir.display()),
-            )
-            .into());
-        }
-        return Ok(());
-    };
-    check_output_target(out, args.overwrite, "-o")?;
-    let (video, thumb) = output_paths(args, "");
-    let ext = |p: &Path| p.extension().map(|e| e.to_ascii_lowercase());
-    if ext(&video) == ext(&thumb) || media::same_file(&video, &thumb) {
-        return Err(CliError::new(
-            ErrorCode::UsageError,
-            format!(
-                "-o {}: the video and its thumbnail would be the same file; name the video FILE.mp4, or choose another --thumbnail-format",
-                out.display()
-            ),
-        )
-        .into());
-    }
-    check_output_target(&thumb, args.overwrite, "the thumbnail")
-}
-
-/// Files a job creates, shared with the abort hook: removed unless the job completes.
-type Owned = Arc<Mutex<Vec<PathBuf>>>;
-
-fn own(owned: &Owned, path: &Path) {
-    owned
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(path.to_path_buf());
-}
-
-/// What a second Ctrl-C runs before the process exits: records the job `canceled` and
-/// removes its files and temporary files. A job that completed meanwhile is left alone.
-fn abort_hook(
-    db: PathBuf,
-    id: String,
-    owned: Owned,
-    work_dirs: Vec<PathBuf>,
-    quiet: bool,
-) -> impl FnOnce() + Send + 'static {
-    move || {
-        let recorded = Store::open(&db).and_then(|s| {
-            s.mark_canceled(&id, "canceled: interrupted twice (Ctrl-C); stopped at once")
-        });
-        if let Err(crate::store::StoreError::InvalidTransition { .. }) = recorded {
-            return;
-        }
-        for f in owned.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = std::fs::remove_file(f);
-        }
-        for dir in &work_dirs {
-            let _ = media::remove_temp_files(dir, &id);
-        }
-        if !quiet {
-            let state = match recorded {
-                Ok(_) => "recorded as canceled",
-                Err(_) => "could not be recorded (the job history was unavailable)",
-            };
-            eprintln!("\naivideo: stopped at once; job {id} {state}, its files removed");
-        }
-    }
-}
-
-/// Removes what a job that will not complete wrote: its files and its temporary files.
-fn remove_outputs(id: &str, written: &[PathBuf], work_dirs: &[PathBuf]) {
-    for f in written {
-        let _ = std::fs::remove_file(f);
-    }
-    for dir in work_dirs {
-        let _ = media::remove_temp_files(dir, id);
     }
 }
 
@@ -408,41 +192,6 @@ fn run_one(
     };
     cancel.clear_abort();
     recorded.map_err(|e| db_failure(store, &id, e.into(), &written, &work_dirs))
-}
-
-/// The job history refused a write for job `id`: remove the job's files, try to record the
-/// failure (removing them may have freed the space), and return the error to report.
-fn db_failure(
-    store: &Store,
-    id: &str,
-    err: anyhow::Error,
-    written: &[PathBuf],
-    work_dirs: &[PathBuf],
-) -> anyhow::Error {
-    remove_outputs(id, written, work_dirs);
-    let cause = CliError::from_anyhow(&err).full_message();
-    let message = format!("the job history could not record this job: {cause}");
-    let noted = store.mark_failed(id, ErrorCode::DatabaseError.as_str(), &message, None);
-    let what = if written.is_empty() {
-        ""
-    } else {
-        ", so its files were removed"
-    };
-    let after = match noted {
-        Ok(_) => "; the job is recorded as failed",
-        Err(_) => "; the job will show as interrupted",
-    };
-    err.context(format!(
-        "job {id}: the job history could not be written{what}{after}"
-    ))
-}
-
-/// Where one job writes, and the list shared with the abort hook.
-struct Outputs<'a> {
-    video: &'a Path,
-    thumb: &'a Path,
-    frames_dir: Option<&'a Path>,
-    owned: &'a Owned,
 }
 
 /// Generates the frames and writes the files; records what it wrote in `written`.
