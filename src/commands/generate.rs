@@ -38,6 +38,17 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
         .iter()
         .map(|prompt| validate(&raw_request(args, prompt), &manifest.limits))
         .collect::<Result<Vec<_>, _>>()?;
+    // Refuse what cannot fit in memory, still before any job exists.
+    let params = requests.iter().map(|r| &r.params);
+    crate::models::memory::check_requests(
+        &manifest,
+        params,
+        device_choice(args.device),
+        dtype(args.dtype),
+    )
+    .map_err(|e| {
+        CliError::new(ErrorCode::ValidationError, e.to_string()).with_details(e.details())
+    })?;
     if let Some(dir) = &args.save_frames {
         check_frames_dir(dir, requests.len())?;
     }
