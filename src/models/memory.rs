@@ -112,17 +112,16 @@ pub fn estimate(
 fn starter(cfg: &StarterConfig, weights_file: u64, p: &GenerationParams) -> MemoryEstimate {
     let batch: u64 = if p.guidance != 1.0 { 2 } else { 1 };
     let (tf, n) = (u(cfg.token_frames()), u(cfg.patches()));
-    let tokens = tf * n;
+    let tokens = product(&[tf, n]);
     let (d, heads) = (u(cfg.dim), u(cfg.heads));
     let weights = product(&[2, weights_file]).saturating_add(product(&[tokens, d, F32]));
     // The residual stream and its normalised, projected, split and attended copies.
     let stream = product(&[12, batch, tokens, d]);
     // Scores and probabilities of the largest attention: within a frame, across frames,
     // or to the prompt.
-    // (The config's ranges keep these products small.)
-    let widest = (tf * n * n)
-        .max(n * tf * tf)
-        .max(tokens * u(cfg.max_tokens));
+    let widest = product(&[tf, n, n])
+        .max(product(&[n, tf, tf]))
+        .max(product(&[tokens, u(cfg.max_tokens)]));
     let attention = product(&[2, batch, heads, widest]);
     let mlp = product(&[2, batch, tokens, u(cfg.mlp_ratio), d]);
     let clip = product(&[u(cfg.frames), u(cfg.native_size), u(cfg.native_size), 3]);
@@ -367,33 +366,59 @@ fn read_u64(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// What a cgroup v2 folder still allows: `memory.max` less what its processes use, not
-/// counting reclaimable page cache (`inactive_file`). `None` without a limit.
-fn cgroup_v2(dir: &Path) -> Option<Available> {
-    let max_path = dir.join("memory.max");
-    let max = read_u64(&max_path)?; // "max" (no limit) does not parse
-    let used = read_u64(&dir.join("memory.current")).unwrap_or(0);
+/// The files of one cgroup version's memory controller.
+struct CgroupLayout {
+    /// Where the controller is mounted.
+    root: &'static str,
+    limit: &'static str,
+    usage: &'static str,
+    /// The `memory.stat` key of reclaimable page cache.
+    inactive_key: &'static str,
+}
+
+const CGROUP_V2: CgroupLayout = CgroupLayout {
+    root: "/sys/fs/cgroup",
+    limit: "memory.max",
+    usage: "memory.current",
+    inactive_key: "inactive_file",
+};
+
+const CGROUP_V1: CgroupLayout = CgroupLayout {
+    root: "/sys/fs/cgroup/memory",
+    limit: "memory.limit_in_bytes",
+    usage: "memory.usage_in_bytes",
+    inactive_key: "total_inactive_file",
+};
+
+/// What one cgroup folder still allows: its limit less what its processes use, not
+/// counting reclaimable page cache. `None` without a limit (v2 writes `max`, v1 a value
+/// near 2^63).
+fn cgroup_dir(layout: &CgroupLayout, dir: &Path) -> Option<Available> {
+    let limit_path = dir.join(layout.limit);
+    let limit = read_u64(&limit_path).filter(|&l| l < 1 << 60)?;
+    let used = read_u64(&dir.join(layout.usage)).unwrap_or(0);
     let inactive = std::fs::read_to_string(dir.join("memory.stat"))
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("inactive_file ")?.trim().parse::<u64>().ok())
+        .and_then(|stat| {
+            stat.lines().find_map(|l| {
+                let value = l.strip_prefix(layout.inactive_key)?.strip_prefix(' ')?;
+                value.trim().parse::<u64>().ok()
+            })
         })
         .unwrap_or(0);
     Some(Available {
-        bytes: max.saturating_sub(used.saturating_sub(inactive)),
-        source: format!("the cgroup limit in {}", max_path.display()),
+        bytes: limit.saturating_sub(used.saturating_sub(inactive)),
+        source: format!("the cgroup limit in {}", limit_path.display()),
     })
 }
 
-/// The tightest cgroup limit on this process: its own cgroup v2 folder and those above it,
-/// or the cgroup v1 memory controller's.
-fn cgroup_available() -> Option<Available> {
-    let root = Path::new("/sys/fs/cgroup");
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Ok(own) = std::fs::read_to_string("/proc/self/cgroup")
-        && let Some(rel) = own.lines().find_map(|l| l.strip_prefix("0::"))
-    {
+/// The cgroup folders that limit this process under `layout`: its own (`own`, the path
+/// `/proc/self/cgroup` gives), those above it, and the mount's root (a container's own
+/// cgroup when the path is outside its namespace).
+fn cgroup_dirs(layout: &CgroupLayout, own: Option<&str>) -> Vec<PathBuf> {
+    let root = Path::new(layout.root);
+    let mut dirs = Vec::new();
+    if let Some(rel) = own {
         let mut dir = root.join(rel.trim().trim_start_matches('/'));
         while dir.starts_with(root) && dir != root {
             dirs.push(dir.clone());
@@ -403,20 +428,40 @@ fn cgroup_available() -> Option<Available> {
         }
     }
     dirs.push(root.to_path_buf());
-    let v1 = {
-        let dir = root.join("memory");
-        let limit_path = dir.join("memory.limit_in_bytes");
-        read_u64(&limit_path)
-            .filter(|&l| l < 1 << 60) // the "no limit" value is near 2^63
-            .map(|limit| Available {
-                bytes: limit
-                    .saturating_sub(read_u64(&dir.join("memory.usage_in_bytes")).unwrap_or(0)),
-                source: format!("the cgroup limit in {}", limit_path.display()),
-            })
-    };
-    dirs.iter()
-        .filter_map(|d| cgroup_v2(d))
-        .chain(v1)
+    dirs
+}
+
+/// This process's cgroup paths in `/proc/self/cgroup`'s text: the v2 one (`0::/path`) and
+/// the v1 memory controller's (`4:memory:/path`).
+pub fn own_cgroups(text: &str) -> (Option<&str>, Option<&str>) {
+    let mut v2 = None;
+    let mut v1 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if id == "0" && controllers.is_empty() {
+            v2 = Some(path);
+        } else if controllers.split(',').any(|c| c == "memory") {
+            v1 = Some(path);
+        }
+    }
+    (v2, v1)
+}
+
+/// The tightest cgroup limit on this process, v2 or v1.
+fn cgroup_available() -> Option<Available> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let (v2, v1) = own_cgroups(&text);
+    [(&CGROUP_V2, v2), (&CGROUP_V1, v1)]
+        .into_iter()
+        .flat_map(|(layout, own)| {
+            cgroup_dirs(layout, own)
+                .into_iter()
+                .filter_map(move |dir| cgroup_dir(layout, &dir))
+        })
         .min_by_key(|a| a.bytes)
 }
 

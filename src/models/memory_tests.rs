@@ -61,6 +61,49 @@ fn meminfo_gives_mem_available_in_bytes() {
 }
 
 #[test]
+fn the_own_cgroups_are_read_for_both_versions() {
+    let hybrid = "9:name=systemd:/\n4:memory:/process_api/abc\n1:cpu:/\n0::/\n";
+    assert_eq!(own_cgroups(hybrid), (Some("/"), Some("/process_api/abc")));
+    let v2 = "0::/user.slice/session-1.scope\n";
+    assert_eq!(own_cgroups(v2), (Some("/user.slice/session-1.scope"), None));
+    let joined = "5:cpu,memory:/docker/x\n";
+    assert_eq!(own_cgroups(joined), (None, Some("/docker/x")));
+    let dirs = cgroup_dirs(&CGROUP_V1, Some("/a/b"));
+    let want: Vec<PathBuf> = [
+        "/sys/fs/cgroup/memory/a/b",
+        "/sys/fs/cgroup/memory/a",
+        "/sys/fs/cgroup/memory",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    assert_eq!(dirs, want);
+}
+
+#[test]
+fn a_cgroup_folder_allows_its_limit_less_what_is_used_besides_page_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("memory.max"), "max\n").unwrap();
+    assert_eq!(cgroup_dir(&CGROUP_V2, dir.path()), None);
+    std::fs::write(dir.path().join("memory.max"), "8589934592\n").unwrap();
+    std::fs::write(dir.path().join("memory.current"), "3221225472\n").unwrap();
+    std::fs::write(
+        dir.path().join("memory.stat"),
+        "anon 1073741824\ninactive_file 1073741824\nactive_file 5\n",
+    )
+    .unwrap();
+    let a = cgroup_dir(&CGROUP_V2, dir.path()).unwrap();
+    assert_eq!(a.bytes, 6 * GIB);
+    assert!(a.source.contains("memory.max"), "{}", a.source);
+    std::fs::write(
+        dir.path().join("memory.limit_in_bytes"),
+        "9223372036854771712\n",
+    )
+    .unwrap();
+    assert_eq!(cgroup_dir(&CGROUP_V1, dir.path()), None);
+}
+
+#[test]
 fn bytes_format_in_the_largest_fitting_unit() {
     assert_eq!(format_bytes(512), "512 bytes");
     assert_eq!(format_bytes(3 * MIB / 2), "1.5 MiB");
@@ -219,4 +262,13 @@ fn full_size_wan_figures_match_the_measured_ones() {
     assert!((15.0..40.0).contains(&full_gib), "{full_gib} GiB");
     let bf16 = wan_estimate(&m, &params(832, 480, 81, 5.0), 2);
     assert!(bf16.total < full.total);
+}
+
+#[test]
+fn on_linux_the_system_reports_some_available_memory() {
+    if std::env::var_os(LIMIT_ENV).is_some() || !Path::new("/proc/meminfo").exists() {
+        return;
+    }
+    let a = available().unwrap().expect("MemAvailable on Linux");
+    assert!(a.bytes > 0, "{a:?}");
 }
