@@ -22,6 +22,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::models::PipelineError;
 use crate::request::ValidationError;
 use crate::store::StoreError;
 
@@ -136,6 +137,8 @@ impl CliError {
                 classified = Some((e.code(), e.details()));
             } else if let Some(e) = cause.downcast_ref::<ValidationError>() {
                 classified = Some((ErrorCode::ValidationError, e.details()));
+            } else if let Some(e) = cause.downcast_ref::<PipelineError>() {
+                classified = pipeline_code(e).map(|code| (code, e.details()));
             }
             if classified.is_some() {
                 break;
@@ -212,6 +215,19 @@ impl CliError {
                 .lock()
                 .write_all(self.to_human().as_bytes());
         }
+    }
+}
+
+/// The code of a model error that is the request's fault rather than a failure: an invalid
+/// model config, a request too big for the memory, a malformed setting. Other model errors
+/// stay unclassified (an internal error, or a failed job).
+fn pipeline_code(e: &PipelineError) -> Option<ErrorCode> {
+    match e {
+        PipelineError::BadConfig { .. } | PipelineError::InsufficientMemory { .. } => {
+            Some(ErrorCode::ValidationError)
+        }
+        PipelineError::BadSetting { .. } => Some(ErrorCode::UsageError),
+        _ => None,
     }
 }
 
@@ -347,6 +363,21 @@ mod tests {
             e.causes,
             ["db.sqlite3 is corrupt", "file is not a database"]
         );
+    }
+
+    #[test]
+    fn a_bad_model_config_is_a_validation_error_with_its_path() {
+        let err = anyhow::Error::new(PipelineError::BadConfig {
+            path: "/m/config.json".into(),
+            reason: "`heads` is 0".into(),
+        })
+        .context("cannot load the model");
+        let e = CliError::from_anyhow(&err);
+        assert_eq!(e.code, ErrorCode::ValidationError);
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.details["path"], "/m/config.json");
+        let other = anyhow::Error::new(PipelineError::BadWeights("x".into()));
+        assert_eq!(CliError::from_anyhow(&other).code, ErrorCode::InternalError);
     }
 
     #[test]

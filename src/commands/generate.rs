@@ -45,6 +45,17 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
         .iter()
         .map(|prompt| validate_prompt(args, prompt, &manifest.limits))
         .collect::<Result<Vec<_>>>()?;
+    // Refuse what cannot fit in memory, still before any job exists.
+    let params = requests.iter().map(|r| &r.params);
+    crate::models::memory::check_requests(
+        &manifest,
+        params,
+        device_choice(args.device),
+        dtype(args.dtype),
+    )
+    .map_err(|e| {
+        CliError::new(ErrorCode::ValidationError, e.to_string()).with_details(e.details())
+    })?;
     check_outputs(args)?;
     if let Some(dir) = &args.save_frames {
         check_frames_dir(dir, requests.len())?;

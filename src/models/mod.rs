@@ -6,6 +6,7 @@
 //! registry's [`inspect`] and [`load`].
 
 pub mod device;
+pub mod memory;
 pub mod registry;
 pub mod starter;
 pub mod wan;
@@ -16,7 +17,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use device::{DeviceChoice, select_device};
-pub use registry::{Family, Manifest, ManifestFile, ModelSource, has_bundled, inspect, load, open};
+pub use registry::{
+    Configs, Family, Manifest, ManifestFile, ModelSource, has_bundled, inspect, load, open,
+};
 
 /// The quality presets a request can name; each model maps them to its own defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -225,6 +228,13 @@ pub enum PipelineError {
     Unsupported(String),
     #[error("request outside the model's limits: {0}")]
     OutOfLimits(String),
+    #[error("{}", memory::refusal_message(.estimate, .available))]
+    InsufficientMemory {
+        estimate: memory::MemoryEstimate,
+        available: memory::Available,
+    },
+    #[error("invalid {name}: {reason}")]
+    BadSetting { name: String, reason: String },
     #[error("generation canceled after step {step} of {total}")]
     Canceled { step: u32, total: u32 },
     #[error("I/O error on {path}: {source}")]
@@ -235,6 +245,29 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+}
+
+impl PipelineError {
+    /// Structured facts about the error, for the `details` of a JSON error report.
+    pub fn details(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            PipelineError::MissingFile { path } => json!({ "path": path }),
+            PipelineError::BadConfig { path, reason } => json!({ "path": path, "reason": reason }),
+            PipelineError::InsufficientMemory {
+                estimate,
+                available,
+            } => json!({
+                "estimate": estimate,
+                "available_bytes": available.bytes,
+                "available_source": available.source,
+            }),
+            PipelineError::BadSetting { name, reason } => {
+                json!({ "variable": name, "reason": reason })
+            }
+            _ => json!({}),
+        }
+    }
 }
 
 /// The error for an I/O failure on `path`: a missing file is [`PipelineError::MissingFile`].

@@ -82,6 +82,13 @@ pub struct Manifest {
     detail: Detail,
 }
 
+/// A manifest's family-specific configs, as [`Manifest::configs`] lends them.
+#[derive(Debug, Clone, Copy)]
+pub enum Configs<'a> {
+    Starter(&'a StarterConfig),
+    Wan(&'a WanManifest),
+}
+
 /// The family-specific parsed metadata [`load`] continues from.
 #[derive(Debug, Clone)]
 enum Detail {
@@ -93,6 +100,14 @@ enum Detail {
 }
 
 impl Manifest {
+    /// The family's parsed and checked configs.
+    pub fn configs(&self) -> Configs<'_> {
+        match &self.detail {
+            Detail::Starter { cfg, .. } => Configs::Starter(cfg),
+            Detail::Wan(wan) => Configs::Wan(wan),
+        }
+    }
+
     /// The model's facts for job metadata, once loaded on `device`.
     pub fn info(&self, device: &str) -> ModelInfo {
         ModelInfo {

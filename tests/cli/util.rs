@@ -87,6 +87,7 @@ impl TestEnv {
             .env_remove("AIVIDEO_DEVICE")
             .env_remove("AIVIDEO_MODEL")
             .env_remove("AIVIDEO_METRICS_ADDR")
+            .env_remove("AIVIDEO_MEMORY_LIMIT")
             .stdin(Stdio::null());
         cmd
     }

@@ -3,6 +3,7 @@
 //! evaluation code that serve only it.
 
 pub mod config;
+pub mod config_check;
 pub mod denoiser;
 pub mod eval;
 pub mod layers;
@@ -97,8 +98,16 @@ impl StarterModel {
         source: String,
         device: Device,
     ) -> Result<Self, PipelineError> {
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)?;
-        let net = StarterNet::new(&cfg, vb)?;
+        // The tensors must have the shapes the config implies: a mismatch (weights from
+        // another config) is reported with the tensor's name, before anything runs.
+        let bad_weights = |e: candle_core::Error| {
+            PipelineError::BadWeights(format!(
+                "{source}: {e} (do the weights belong to this config.json?)"
+            ))
+        };
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+            .map_err(bad_weights)?;
+        let net = StarterNet::new(&cfg, vb).map_err(bad_weights)?;
         let limits = starter_limits(&cfg);
         let info = ModelInfo {
             name: cfg.name.clone(),
@@ -195,13 +204,13 @@ pub fn starter_limits(cfg: &StarterConfig) -> Limits {
         },
         frame_step: 1,
         fps: Bound {
-            min: 1,
-            max: 30,
+            min: *config_check::FPS.start(),
+            max: *config_check::FPS.end(),
             default: cfg.fps,
         },
         guidance: Bound {
-            min: 1.0,
-            max: 15.0,
+            min: *config_check::GUIDANCE.start(),
+            max: *config_check::GUIDANCE.end(),
             default: cfg.default_guidance,
         },
         width: Bound {

@@ -1,11 +1,18 @@
-//! Locating and verifying model files: the config, and weights checked against a SHA-256.
+//! Locating and verifying model files: the config (parsed and range-checked), and weights
+//! checked against a SHA-256.
 
+use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use super::config::{STARTER_ARCHITECTURE, StarterConfig};
+use super::config_check;
 use crate::models::{ManifestFile, PipelineError, io_error};
+
+/// The largest `config.json` read (the bundled one is under 4 KiB): a bigger file is
+/// refused before it is read whole.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -23,19 +30,44 @@ fn read(path: &Path) -> Result<Vec<u8>, PipelineError> {
     std::fs::read(path).map_err(|e| io_error(path, e))
 }
 
-/// Parses a config; `path` is only used in error messages.
+fn bad_config(path: &Path, reason: impl Into<String>) -> PipelineError {
+    PipelineError::BadConfig {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Reads a config file of at most [`MAX_CONFIG_BYTES`].
+fn read_config(path: &Path) -> Result<Vec<u8>, PipelineError> {
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(path, e))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(bad_config(
+            path,
+            format!(
+                "the file is larger than {} KiB; a starter config is a few KiB",
+                MAX_CONFIG_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Parses a config and checks every field against the ranges in [`config_check`]; `path`
+/// is only used in error messages.
 pub fn parse_config(text: &[u8], path: &Path) -> Result<StarterConfig, PipelineError> {
     let cfg: StarterConfig =
-        serde_json::from_slice(text).map_err(|e| PipelineError::BadConfig {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        serde_json::from_slice(text).map_err(|e| bad_config(path, e.to_string()))?;
     if cfg.architecture != STARTER_ARCHITECTURE {
-        return Err(PipelineError::BadConfig {
-            path: path.to_path_buf(),
-            reason: format!("unknown architecture `{}`", cfg.architecture),
-        });
+        return Err(bad_config(
+            path,
+            format!("unknown architecture `{}`", cfg.architecture),
+        ));
     }
+    config_check::check(&cfg).map_err(|e| bad_config(path, e.to_string()))?;
     Ok(cfg)
 }
 
@@ -43,10 +75,7 @@ pub fn parse_config(text: &[u8], path: &Path) -> Result<StarterConfig, PipelineE
 pub fn verify(cfg: &StarterConfig, weights: &[u8], path: &Path) -> Result<(), PipelineError> {
     let actual = sha256_hex(weights);
     if cfg.weights_sha256.is_empty() {
-        return Err(PipelineError::BadConfig {
-            path: path.to_path_buf(),
-            reason: "no weights_sha256 recorded".into(),
-        });
+        return Err(bad_config(path, "no weights_sha256 recorded"));
     }
     if actual != cfg.weights_sha256 {
         return Err(PipelineError::ChecksumMismatch {
@@ -61,12 +90,21 @@ pub fn verify(cfg: &StarterConfig, weights: &[u8], path: &Path) -> Result<(), Pi
 /// Reads `dir/config.json` and the sizes of the files it names, without reading the weights.
 pub fn inspect_dir(dir: &Path) -> Result<(StarterConfig, Vec<ManifestFile>), PipelineError> {
     let cfg_path = dir.join("config.json");
-    let cfg_bytes = read(&cfg_path)?;
+    let cfg_bytes = read_config(&cfg_path)?;
     let cfg = parse_config(&cfg_bytes, &cfg_path)?;
+    // `weights` is a plain file name (checked above), so this stays inside `dir`.
     let weights_path = dir.join(&cfg.weights);
-    let weights_bytes = std::fs::metadata(&weights_path)
-        .map_err(|e| io_error(&weights_path, e))?
-        .len();
+    let meta = std::fs::metadata(&weights_path).map_err(|e| io_error(&weights_path, e))?;
+    if !meta.is_file() {
+        return Err(bad_config(
+            &cfg_path,
+            format!(
+                "`weights` names {}, which is not a file",
+                weights_path.display()
+            ),
+        ));
+    }
+    let weights_bytes = meta.len();
     let files = vec![
         ManifestFile {
             path: "config.json".into(),
