@@ -52,7 +52,28 @@ pub fn run(ctx: &Context, args: &ThumbnailArgs) -> Result<u8> {
         .with_details(json!({ "field": "at", "value": at.to_string() }))
         .into());
     }
-    // Where the image goes, checked before decoding: an explicit -o is never replaced
+    let selector = match (args.frame, args.at) {
+        (Some(n), _) => FrameSelector::Index(n),
+        (None, Some(t)) => FrameSelector::Time(t),
+        (None, None) => FrameSelector::Index(info.frame_count / 2),
+    };
+    let mut img = match media::decode_frame(&video, selector) {
+        Ok(img) => img,
+        // Asking for a frame the video does not have is a request error, not a crash.
+        Err(e @ media::MediaError::OutOfRange { .. }) => {
+            return Err(CliError::new(ErrorCode::ValidationError, e.to_string())
+                .with_details(json!({ "field": if args.at.is_some() { "at" } else { "frame" } }))
+                .into());
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot decode a frame of {}", video.display())));
+        }
+    };
+    if let Some(w) = width {
+        img = media::resize_to_width(&img, w)?;
+    }
+    // Where the image goes, checked once the frame is known to exist: an explicit -o is never replaced
     // without --overwrite; the default (the video's name with .jpg) may replace the job's
     // own recorded thumbnail, nothing else. Never the video itself.
     let (out, replace) = match &args.output {
@@ -79,27 +100,6 @@ pub fn run(ctx: &Context, args: &ThumbnailArgs) -> Result<u8> {
         .into());
     }
     check_output_target(&out, replace, "the thumbnail")?;
-    let selector = match (args.frame, args.at) {
-        (Some(n), _) => FrameSelector::Index(n),
-        (None, Some(t)) => FrameSelector::Time(t),
-        (None, None) => FrameSelector::Index(info.frame_count / 2),
-    };
-    let mut img = match media::decode_frame(&video, selector) {
-        Ok(img) => img,
-        // Asking for a frame the video does not have is a request error, not a crash.
-        Err(e @ media::MediaError::OutOfRange { .. }) => {
-            return Err(CliError::new(ErrorCode::ValidationError, e.to_string())
-                .with_details(json!({ "field": if args.at.is_some() { "at" } else { "frame" } }))
-                .into());
-        }
-        Err(e) => {
-            return Err(anyhow::Error::new(e)
-                .context(format!("cannot decode a frame of {}", video.display())));
-        }
-    };
-    if let Some(w) = width {
-        img = media::resize_to_width(&img, w)?;
-    }
     let title = info
         .tags
         .iter()

@@ -590,3 +590,71 @@ fn listing_and_prefix_lookup_stay_fast_with_100k_jobs() {
     );
     let _ = store.recover_interrupted().unwrap();
 }
+
+#[test]
+fn a_version_1_history_is_migrated_and_its_jobs_recover_by_pid() {
+    let (_dir, path) = temp_db();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        let host = this_host();
+        for (id, pid) in [("dead", dead_pid()), ("alive", std::process::id())] {
+            conn.execute(
+                "INSERT INTO jobs (video_id, prompt, status, created_at, metadata, pid, host)
+                 VALUES (?1, 'p', 'processing', '2026-01-01T00:00:00.000000Z', '{}', ?2, ?3)",
+                params![id, pid, host],
+            )
+            .unwrap();
+        }
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.get_exact("dead").unwrap().status, JobStatus::Failed);
+    // No start identity recorded: a live pid is trusted, as before.
+    assert_eq!(
+        store.get_exact("alive").unwrap().status,
+        JobStatus::Processing
+    );
+}
+
+#[test]
+fn recovery_removes_the_dead_jobs_temporary_files_only() {
+    let (dir, path) = temp_db();
+    let store = Store::open(&path).unwrap();
+    let work = dir.path().join("out");
+    std::fs::create_dir(&work).unwrap();
+    let dead = store.create_job("dead", &json!({})).unwrap();
+    store
+        .set_work_dirs(&dead.video_id, &[work.clone()])
+        .unwrap();
+    store
+        .mark_processing_as(&dead.video_id, dead_pid(), &this_host())
+        .unwrap();
+    let alive = store.create_job("alive", &json!({})).unwrap();
+    store
+        .set_work_dirs(&alive.video_id, &[work.clone()])
+        .unwrap();
+    store.mark_processing(&alive.video_id).unwrap();
+    let names = [
+        format!(".aivideo-{}-a1.tmp", dead.video_id),
+        format!(".aivideo-{}-b2.tmp", alive.video_id),
+        format!("{}.mp4", dead.video_id),
+    ];
+    for n in &names {
+        std::fs::write(work.join(n), b"x").unwrap();
+    }
+    assert_eq!(
+        store.recover_interrupted().unwrap(),
+        vec![dead.video_id.clone()]
+    );
+    let mut left: Vec<String> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    let mut expected = names[1..].to_vec();
+    expected.sort();
+    assert_eq!(left, expected);
+}

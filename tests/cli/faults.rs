@@ -373,3 +373,27 @@ fn a_full_disk_under_the_database_alone_leaves_no_files_and_no_running_job() {
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(job.error_code.as_deref(), Some("INTERRUPTED"));
 }
+
+#[test]
+fn a_second_ctrl_c_during_generation_stops_at_once_and_records_canceled() {
+    let env = TestEnv::new();
+    let (child, id) = crate::generate::start_long(&env);
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, printed) = finish(child);
+    assert_eq!(code, 130, "{printed}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "did not stop at once"
+    );
+    let job = env.store().get(&id).unwrap();
+    assert_eq!(job.status, JobStatus::Canceled, "{job:?}");
+    assert!(
+        files_in(&env.output_dir()).is_empty(),
+        "{:?}",
+        files_in(&env.output_dir())
+    );
+}

@@ -332,7 +332,7 @@ fn four_processes_writing_at_once_all_succeed() {
 }
 
 /// Starts a long generation and waits until its job is `processing`.
-fn start_long(env: &TestEnv) -> (std::process::Child, String) {
+pub(crate) fn start_long(env: &TestEnv) -> (std::process::Child, String) {
     let model = tiny_model().to_str().unwrap();
     let child = env
         .command()
