@@ -627,14 +627,14 @@ fn recovery_removes_the_dead_jobs_temporary_files_only() {
     std::fs::create_dir(&work).unwrap();
     let dead = store.create_job("dead", &json!({})).unwrap();
     store
-        .set_work_dirs(&dead.video_id, &[work.clone()])
+        .set_work_dirs(&dead.video_id, std::slice::from_ref(&work))
         .unwrap();
     store
         .mark_processing_as(&dead.video_id, dead_pid(), &this_host())
         .unwrap();
     let alive = store.create_job("alive", &json!({})).unwrap();
     store
-        .set_work_dirs(&alive.video_id, &[work.clone()])
+        .set_work_dirs(&alive.video_id, std::slice::from_ref(&work))
         .unwrap();
     store.mark_processing(&alive.video_id).unwrap();
     let names = [
