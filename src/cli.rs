@@ -10,6 +10,9 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand,
 
 use crate::store::JobStatus;
 
+mod dev;
+pub use dev::{EvalArgs, TrainArgs};
+
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    success
@@ -96,6 +99,9 @@ pub enum Command {
     List(ListArgs),
     /// Write a thumbnail image from a job's video or from an MP4 file
     Thumbnail(ThumbnailArgs),
+    /// List, inspect and delete models: the bundled one, the aliases, the Hugging Face cache
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Serve Prometheus metrics and health checks over HTTP (/metrics, /health, /status)
     ServeMetrics(ServeMetricsArgs),
     /// Train the bundled starter model on procedurally rendered clips (for developers)
@@ -164,9 +170,9 @@ pub struct GenerateArgs {
         value_name = "DEVICE"
     )]
     pub device: Device,
-    /// Model folder: the starter layout or a Diffusers WanPipeline [default: the bundled starter model]
-    #[arg(long, env = "AIVIDEO_MODEL", value_name = "DIR")]
-    pub model: Option<PathBuf>,
+    /// The model: a folder (the starter layout or a Diffusers WanPipeline), a Hub repository org/name[@revision] or an alias (see `aivideo models list`) from the Hugging Face cache, or `bundled` [default: the bundled starter model]
+    #[arg(long, env = "AIVIDEO_MODEL", value_name = "MODEL")]
+    pub model: Option<String>,
     /// Number type the model computes in: auto is f32 on the CPU and bf16 on a GPU (the starter model always uses f32)
     #[arg(long, value_enum, default_value_t = Precision::Auto, value_name = "DTYPE")]
     pub dtype: Precision,
@@ -213,6 +219,25 @@ impl ThumbnailFormat {
             ThumbnailFormat::Webp => "webp",
         }
     }
+}
+
+/// `aivideo models …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ModelsCommand {
+    /// List the bundled model, the aliases, and the repositories in the Hugging Face cache (revisions, size, complete or not)
+    List,
+    /// Show a model's family, limits, defaults, licence and files, from its metadata alone
+    Info {
+        /// A folder, an alias, a Hub repository org/name[@revision], or `bundled`
+        #[arg(value_name = "MODEL")]
+        model: String,
+    },
+    /// Delete a repository from the Hugging Face cache, or one revision of it (NAME@REVISION), keeping blobs other revisions use
+    Rm {
+        /// An alias or a Hub repository org/name, optionally @revision
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -452,111 +477,4 @@ mod tests {
         assert!(!json_requested(["aivideo", "generate", "--", "--json"]));
         assert!(!json_requested(["aivideo", "list"]));
     }
-}
-
-/// Parses an `f32` that `ok` accepts; `what` names the accepted range in the error.
-fn number_in(s: &str, ok: impl Fn(f32) -> bool, what: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if v.is_finite() && ok(v) => Ok(v),
-        _ => Err(format!("expected {what}, got `{s}`")),
-    }
-}
-
-/// A number in (0, 1].
-fn fraction(s: &str) -> Result<f32, String> {
-    number_in(s, |f| f > 0.0 && f <= 1.0, "a fraction in (0, 1]")
-}
-
-/// A loss weight: a finite number ≥ 0.
-fn weight(s: &str) -> Result<f32, String> {
-    number_in(s, |w| w >= 0.0, "a weight of 0 or more")
-}
-
-/// A share in [0, 1).
-fn share(s: &str) -> Result<f32, String> {
-    number_in(s, |f| (0.0..1.0).contains(&f), "a share in [0, 1)")
-}
-
-/// Arguments of the hidden `train` subcommand.
-#[derive(Debug, clap::Args)]
-pub struct TrainArgs {
-    /// Folder that receives model.safetensors, config.json and the checkpoint.
-    #[arg(long, default_value = "assets/starter")]
-    pub out: PathBuf,
-    /// Optimiser steps in total (a resumed run continues up to this count).
-    #[arg(long, default_value_t = 6000)]
-    pub steps: u64,
-    /// Clips per optimiser step.
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// Peak learning rate (linear warm-up, then cosine decay to 10 %).
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
-    /// Extra loss weight on the object's pixels (0 = plain MSE over the whole frame).
-    #[arg(long, default_value_t = 4.0, value_parser = weight)]
-    pub object_weight: f32,
-    /// Fraction of the run over which the object weight fades linearly to 0, so the last
-    /// steps train plain MSE (unset: the weight stays for the whole run).
-    #[arg(long, value_name = "FRACTION", value_parser = fraction)]
-    pub object_weight_until: Option<f32>,
-    /// Share of clips trained at the noisiest flow times, in [0.9, 1], on top of the usual
-    /// time distribution: where the sampler decides a clip's layout from the prompt alone.
-    #[arg(long, value_name = "FRACTION", default_value_t = 0.0, value_parser = share)]
-    pub high_noise_share: f32,
-    /// Extra loss weight where the three shapes would differ at the object's place (the
-    /// square's corners, the triangle's flanks): the pixels that show the prompt's shape.
-    #[arg(long, default_value_t = 4.0, value_parser = weight)]
-    pub shape_weight: f32,
-    /// Seed of the rendered training clips and captions.
-    #[arg(long, default_value_t = 1)]
-    pub dataset_seed: u64,
-    /// Seed of the initial weights.
-    #[arg(long, default_value_t = 2)]
-    pub init_seed: u64,
-    /// Architecture preset: `small` (the bundled model) or `tiny` (test fixtures).
-    #[arg(long, default_value = "small")]
-    pub preset: String,
-    /// Steps between checkpoints.
-    #[arg(long, default_value_t = 100)]
-    pub checkpoint_every: u64,
-    /// Continue from the checkpoint in --out instead of starting over.
-    #[arg(long)]
-    pub resume: bool,
-    /// Write an untrained model (random weights) and exit: a fast fixture for tests.
-    #[arg(long)]
-    pub untrained: bool,
-    /// Export the averaged weights of the checkpoint in this run folder into --out and exit
-    /// (to evaluate a run before it finishes).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["untrained", "resume"])]
-    pub export_checkpoint: Option<PathBuf>,
-}
-
-/// Arguments of the hidden `eval` subcommand.
-#[derive(Debug, clap::Args)]
-pub struct EvalArgs {
-    /// Model folder to evaluate (default: the bundled model).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Prompts per triple (28 held-out triples, 140 training ones).
-    #[arg(long, default_value_t = 3)]
-    pub per_triple: usize,
-    /// Which triples to prompt for: the held-out ones (the reported score) or the training
-    /// ones (to tune sampler settings without fitting them to the held-out set).
-    #[arg(long, value_enum, default_value = "held-out")]
-    pub split: crate::models::starter::eval::Split,
-    /// Seeds per prompt (0, 1, …).
-    #[arg(long, default_value_t = 2)]
-    pub seeds: u64,
-    /// Sampler steps per clip.
-    #[arg(long, default_value_t = 20)]
-    pub steps: u32,
-    /// Classifier-free guidance scale (default: the model's).
-    #[arg(long)]
-    pub guidance: Option<f32>,
-    /// Output size analysed (square).
-    #[arg(long, default_value_t = 256)]
-    pub size: u32,
-    /// Print every case, not just the summary.
-    #[arg(long)]
-    pub verbose: bool,
 }

@@ -227,6 +227,9 @@ fn pipeline_code(e: &PipelineError) -> Option<ErrorCode> {
             Some(ErrorCode::ValidationError)
         }
         PipelineError::BadSetting { .. } => Some(ErrorCode::UsageError),
+        PipelineError::Hub(
+            crate::hub::HubError::BadReference { .. } | crate::hub::HubError::NotCached { .. },
+        ) => Some(ErrorCode::UsageError),
         _ => None,
     }
 }

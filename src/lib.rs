@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod faults;
+pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod models;

@@ -17,7 +17,7 @@ use crate::cli::{Device, GenerateArgs, Precision};
 use crate::error::{CliError, ErrorCode, exit};
 use crate::media::{self, ImageMetadata, VideoMetadata, WriteOptions};
 use crate::models::{
-    DeviceChoice, ModelSource, Phase, PipelineError, Video, VideoModel, inspect, load,
+    DeviceChoice, ModelSource, Phase, PipelineError, Provenance, Video, VideoModel, inspect, load,
 };
 use crate::request::ValidatedRequest;
 use crate::store::{Job, Store};
@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
         )
         .into());
     }
-    let source = ModelSource::from_option(args.model.clone());
+    let source = ModelSource::from_arg(args.model.as_deref()).context("cannot load the model")?;
     let manifest = inspect(&source).context("cannot load the model")?;
 
     // Validate every request before any job exists or any weight is read: a bad line
@@ -83,7 +83,16 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
             ));
         }
         let batch = requests.len() > 1;
-        let job = run_one(ctx, args, &store, model.as_ref(), req, &cancel, batch)?;
+        let run = Batch {
+            ctx,
+            args,
+            store: &store,
+            model: model.as_ref(),
+            hub: manifest.hub.as_ref(),
+            cancel: &cancel,
+            batch,
+        };
+        let job = run_one(&run, req)?;
         report(ctx, &job, batch)?;
         match job.status {
             crate::store::JobStatus::Canceled => return Ok(exit::CANCELED),
@@ -112,21 +121,39 @@ fn dtype(p: Precision) -> Option<DType> {
     }
 }
 
+/// What every job of one `generate` shares.
+#[derive(Clone, Copy)]
+struct Batch<'a> {
+    ctx: &'a Context,
+    args: &'a GenerateArgs,
+    store: &'a Store,
+    model: &'a dyn VideoModel,
+    /// The Hub repository and commit the model came from.
+    hub: Option<&'a Provenance>,
+    cancel: &'a CancelFlag,
+    /// More than one prompt: frames go to `DIR/<video_id>/`, results are JSON lines.
+    batch: bool,
+}
+
 /// Runs one accepted request as a job; the job ends `completed`, `failed` or `canceled`.
 /// When the job history cannot record the outcome, the job's files are removed (no record
 /// would own them), the failure is recorded if the freed space allows, and the database
 /// error is returned (exit 4).
-fn run_one(
-    ctx: &Context,
-    args: &GenerateArgs,
-    store: &Store,
-    model: &dyn VideoModel,
-    req: &ValidatedRequest,
-    cancel: &CancelFlag,
-    batch: bool,
-) -> Result<Job> {
+fn run_one(run: &Batch, req: &ValidatedRequest) -> Result<Job> {
+    let Batch {
+        ctx,
+        args,
+        store,
+        model,
+        hub,
+        cancel,
+        batch,
+    } = *run;
     let mut meta = req.to_metadata();
     meta["model"] = json!(model.info());
+    if let Some(hub) = hub {
+        meta["model"]["hub"] = json!(hub);
+    }
     meta["device"] = json!(model.info().device);
     let job = store.create_job(&req.params.prompt, &meta)?;
     let id = job.video_id.clone();
@@ -244,16 +271,24 @@ fn produce(
     let t = Instant::now();
     let params_json = serde_json::to_string(&meta_for_files(meta, id))?;
     let info = model.info();
+    let mut extra = vec![
+        ("video_id".into(), id.to_string()),
+        ("seed".into(), req.params.seed.to_string()),
+        ("model".into(), info.name.clone()),
+        ("steps".into(), req.params.steps.to_string()),
+        ("quality".into(), req.quality.to_string()),
+    ];
+    // Which Hub repository and commit made the video, readable with ffprobe.
+    let hub = &meta["model"]["hub"];
+    for (tag, field) in [("model_repo", "repo"), ("model_commit", "commit")] {
+        if let Some(v) = hub[field].as_str() {
+            extra.push((tag.into(), v.to_string()));
+        }
+    }
     let vmeta = VideoMetadata {
         title: req.params.prompt.clone(),
         comment_json: params_json.clone(),
-        extra: vec![
-            ("video_id".into(), id.to_string()),
-            ("seed".into(), req.params.seed.to_string()),
-            ("model".into(), info.name.clone()),
-            ("steps".into(), req.params.steps.to_string()),
-            ("quality".into(), req.quality.to_string()),
-        ],
+        extra,
     };
     let canceled = || -> Result<()> {
         if cancel.is_canceled() {

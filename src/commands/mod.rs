@@ -4,6 +4,7 @@
 mod eval;
 mod generate;
 mod list;
+mod models;
 mod serve_metrics;
 mod status;
 mod thumbnail;
@@ -74,6 +75,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::List(args) => list::run(&ctx, args),
         Command::Generate(args) => generate::run(&ctx, args),
         Command::Thumbnail(args) => thumbnail::run(&ctx, args),
+        Command::Models(cmd) => models::run(&ctx, cmd),
         Command::ServeMetrics(args) => serve_metrics::run(&ctx, args),
         Command::Train(args) => train::run(&ctx, args),
         Command::Eval(args) => eval::run(&ctx, args),

@@ -42,8 +42,10 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<u8> {
 /// alone (no weights read, no device opened), or `None` with a warning when it cannot be
 /// inspected.
 pub fn model_in_use(ctx: &Context) -> Option<Manifest> {
-    let source = ModelSource::from_option(std::env::var_os("AIVIDEO_MODEL").map(Into::into));
-    match inspect(&source) {
+    let arg = std::env::var("AIVIDEO_MODEL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    match ModelSource::from_arg(arg.as_deref()).and_then(|source| inspect(&source)) {
         Ok(m) => Some(m),
         Err(e) => {
             ctx.printer.warn(&format!("cannot read the model: {e}"));

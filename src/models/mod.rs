@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 
 pub use device::{DeviceChoice, select_device};
 pub use registry::{
-    Configs, Family, Manifest, ManifestFile, ModelSource, has_bundled, inspect, load, open,
+    Configs, Family, Manifest, ManifestFile, ModelSource, Provenance, has_bundled, inspect, load,
+    open,
 };
 
 /// The quality presets a request can name; each model maps them to its own defaults.
@@ -245,6 +246,9 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    /// The model named could not be found (a bad reference, or not in the Hub cache).
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
 }
 
 impl PipelineError {
@@ -264,6 +268,14 @@ impl PipelineError {
             }),
             PipelineError::BadSetting { name, reason } => {
                 json!({ "variable": name, "reason": reason })
+            }
+            PipelineError::Hub(crate::hub::HubError::NotCached {
+                repo,
+                revision,
+                cache,
+            }) => json!({ "repo": repo, "revision": revision, "cache": cache }),
+            PipelineError::Hub(crate::hub::HubError::BadReference { given, .. }) => {
+                json!({ "model": given })
             }
             _ => json!({}),
         }

@@ -1,6 +1,7 @@
 //! The model registry: which families exist, how to inspect a model source from its metadata
 //! alone (no weights read, no device opened), and how to load what was inspected.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::DType;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::starter::{self, config::StarterConfig};
 use super::wan::{self, WanManifest};
 use super::{DeviceChoice, Limits, ModelInfo, PipelineError, VideoModel, select_device};
+use crate::hub::{HubCache, ModelRef, RepoId};
 
 /// The model families this build can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +38,12 @@ pub enum ModelSource {
     Bundled,
     /// A folder: the starter layout (`config.json`) or a Diffusers pipeline (`model_index.json`).
     Dir(PathBuf),
+    /// A Hub repository at a revision, read from the Hugging Face cache.
+    Hub {
+        repo: RepoId,
+        revision: String,
+        alias: Option<&'static str>,
+    },
 }
 
 impl ModelSource {
@@ -44,13 +52,48 @@ impl ModelSource {
         dir.map_or(ModelSource::Bundled, ModelSource::Dir)
     }
 
-    /// How job metadata and `status` name the source: `bundled` or the folder's path.
+    /// What a `--model` argument names (see [`ModelRef::parse`]); `None` is the bundled model.
+    pub fn from_arg(arg: Option<&str>) -> Result<Self, PipelineError> {
+        let Some(arg) = arg else {
+            return Ok(ModelSource::Bundled);
+        };
+        Ok(match ModelRef::parse(arg)? {
+            ModelRef::Bundled => ModelSource::Bundled,
+            ModelRef::Folder(d) => ModelSource::Dir(d),
+            ModelRef::Hub {
+                repo,
+                revision,
+                alias,
+            } => ModelSource::Hub {
+                repo,
+                revision,
+                alias,
+            },
+        })
+    }
+
+    /// How job metadata and `status` name the source: `bundled`, the folder's path, or
+    /// `org/name@revision`.
     pub fn label(&self) -> String {
         match self {
             ModelSource::Bundled => "bundled".into(),
             ModelSource::Dir(d) => d.display().to_string(),
+            ModelSource::Hub { repo, revision, .. } => format!("{repo}@{revision}"),
         }
     }
+}
+
+/// Which Hub repository and commit a model was read from, and the SHA-256 of each of its
+/// large files (the names of their blobs in the cache).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    pub repo: String,
+    pub revision: String,
+    pub commit: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Path in the repository → SHA-256, for every file stored as an LFS blob.
+    pub files_sha256: BTreeMap<String, String>,
 }
 
 /// One file a model consists of, with its size as the file system reports it.
@@ -78,6 +121,9 @@ pub struct Manifest {
     /// The weights' SHA-256 as the model's config records it (checked when loading), where
     /// the format records one.
     pub weights_sha256: Option<String>,
+    /// The Hub repository and commit, for a model from the Hugging Face cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hub: Option<Provenance>,
     #[serde(skip)]
     detail: Detail,
 }
@@ -139,9 +185,27 @@ pub fn has_bundled() -> bool {
     BUNDLED.is_some()
 }
 
-/// Reads a model's metadata (configs, file sizes) and checks it, without reading weights.
+/// Reads a model's metadata (configs, file sizes) and checks it, without reading weights. A
+/// Hub model is read from its snapshot in the Hugging Face cache.
 pub fn inspect(source: &ModelSource) -> Result<Manifest, PipelineError> {
     match source {
+        ModelSource::Hub {
+            repo,
+            revision,
+            alias,
+        } => {
+            let snap = HubCache::from_env().resolve(repo, revision)?;
+            let mut manifest = inspect(&ModelSource::Dir(snap.dir.clone()))?;
+            manifest.source = format!("{repo}@{}", snap.commit);
+            manifest.hub = Some(Provenance {
+                repo: repo.to_string(),
+                revision: revision.clone(),
+                commit: snap.commit.clone(),
+                alias: alias.map(str::to_string),
+                files_sha256: blob_hashes(&snap.dir, &manifest.files),
+            });
+            Ok(manifest)
+        }
         ModelSource::Bundled => {
             let (cfg_bytes, weights) = BUNDLED.ok_or(PipelineError::NoBundledModel)?;
             let cfg =
@@ -170,6 +234,7 @@ pub fn inspect(source: &ModelSource) -> Result<Manifest, PipelineError> {
                     bytes: wan.files.iter().map(|f| f.bytes).sum(),
                     files: wan.files.clone(),
                     weights_sha256: None,
+                    hub: None,
                     detail: Detail::Wan(Box::new(wan)),
                 })
             } else if dir.join("config.json").is_file() {
@@ -191,6 +256,20 @@ pub fn inspect(source: &ModelSource) -> Result<Manifest, PipelineError> {
     }
 }
 
+/// The SHA-256 of each file that links to a blob named by one (LFS files: their blob name is
+/// their SHA-256 in `huggingface_hub`'s cache).
+fn blob_hashes(dir: &Path, files: &[ManifestFile]) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .filter_map(|f| {
+            let target = std::fs::read_link(dir.join(&f.path)).ok()?;
+            let name = target.file_name()?.to_str()?.to_string();
+            (name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| (f.path.clone(), name))
+        })
+        .collect()
+}
+
 fn starter_manifest(
     cfg: StarterConfig,
     dir: Option<PathBuf>,
@@ -206,6 +285,7 @@ fn starter_manifest(
         bytes: files.iter().map(|f| f.bytes).sum(),
         files,
         weights_sha256: Some(cfg.weights_sha256.clone()),
+        hub: None,
         detail: Detail::Starter {
             cfg: Box::new(cfg),
             dir,

@@ -68,6 +68,11 @@ impl TestEnv {
         self.path().join("data").join("jobs.sqlite3")
     }
 
+    /// The Hugging Face cache the binary uses in this test (`HF_HUB_CACHE`).
+    pub fn hf_cache(&self) -> PathBuf {
+        self.path().join("hf-cache")
+    }
+
     pub fn output_dir(&self) -> PathBuf {
         self.path().join("outputs")
     }
@@ -87,6 +92,13 @@ impl TestEnv {
             .env_remove("AIVIDEO_DEVICE")
             .env_remove("AIVIDEO_MODEL")
             .env_remove("AIVIDEO_METRICS_ADDR")
+            // A private Hugging Face cache: tests never read or fill the user's.
+            .env("HF_HUB_CACHE", self.hf_cache())
+            .env_remove("HF_HOME")
+            .env_remove("HUGGINGFACE_HUB_CACHE")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("HF_ENDPOINT")
+            .env_remove("HF_TOKEN")
             .env_remove("AIVIDEO_MEMORY_LIMIT")
             .stdin(Stdio::null());
         cmd
