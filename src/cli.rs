@@ -226,6 +226,12 @@ impl ThumbnailFormat {
 pub enum ModelsCommand {
     /// List the bundled model, the aliases, and the repositories in the Hugging Face cache (revisions, size, complete or not)
     List,
+    /// Download a Hub model (an alias or org/name[@revision]) into the Hugging Face cache without generating
+    Pull {
+        /// An alias or a Hub repository org/name, optionally @revision
+        #[arg(value_name = "MODEL")]
+        model: String,
+    },
     /// Show a model's family, limits, defaults, licence and files, from its metadata alone
     Info {
         /// A folder, an alias, a Hub repository org/name[@revision], or `bundled`

@@ -37,6 +37,7 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
         .into());
     }
     let source = ModelSource::from_arg(args.model.as_deref()).context("cannot load the model")?;
+    super::models::ensure_local(ctx, &source)?;
     let manifest = inspect(&source).context("cannot load the model")?;
 
     // Validate every request before any job exists or any weight is read: a bad line

@@ -4,7 +4,7 @@
 mod eval;
 mod generate;
 mod list;
-mod models;
+pub(crate) mod models;
 mod serve_metrics;
 mod status;
 mod thumbnail;

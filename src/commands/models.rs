@@ -8,15 +8,121 @@ use serde_json::json;
 use super::Context;
 use crate::cli::ModelsCommand;
 use crate::error::{CliError, ErrorCode};
-use crate::hub::{ALIASES, Alias, CachedRepo, HubCache, ModelRef};
+use crate::hub::{ALIASES, Alias, CachedRepo, FetchProgress, Fetched, HubCache, HubClient, ModelRef};
 use crate::models::{Manifest, ModelSource, inspect};
+use crate::output::human_bytes;
 
 pub fn run(ctx: &Context, cmd: &ModelsCommand) -> Result<u8> {
     match cmd {
         ModelsCommand::List => list(ctx),
+        ModelsCommand::Pull { model } => pull(ctx, model),
         ModelsCommand::Info { model } => info(ctx, model),
         ModelsCommand::Rm { name } => rm(ctx, name),
     }
+}
+
+/// Shows a download on a bar over the whole model; with `--log-level debug`, one JSON line
+/// per finished file on stderr.
+struct Progress<'a> {
+    ctx: &'a Context,
+    repo: String,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl FetchProgress for Progress<'_> {
+    fn start(&mut self, bytes: u64, files: usize) {
+        if files > 0 {
+            let msg = format!("downloading {} ({files} files)", self.repo);
+            self.bar = Some(self.ctx.printer.bytes_bar(bytes, &msg));
+        }
+    }
+
+    fn advance(&mut self, bytes: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(bytes);
+        }
+    }
+
+    fn file_done(&mut self, path: &str, bytes: u64, downloaded: bool) {
+        let line = json!({ "repo": self.repo, "file": path, "bytes": bytes, "downloaded": downloaded });
+        self.ctx.printer.debug(&line.to_string());
+    }
+
+    fn using_cache(&mut self, reason: &str) {
+        self.ctx
+            .printer
+            .warn(&format!("{reason}; using the cached copy of {}", self.repo));
+    }
+}
+
+impl Drop for Progress<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Makes a Hub model's files local (downloading what is missing; see [`crate::hub::fetch`]);
+/// other sources are local already. Returns what was fetched, for a Hub model.
+pub(crate) fn ensure_local(ctx: &Context, source: &ModelSource) -> Result<Option<Fetched>> {
+    let ModelSource::Hub { repo, revision, .. } = source else {
+        return Ok(None);
+    };
+    let complete = |dir: &std::path::Path| inspect(&ModelSource::Dir(dir.to_path_buf())).is_ok();
+    let mut progress = Progress {
+        ctx,
+        repo: repo.to_string(),
+        bar: None,
+    };
+    let fetched = crate::hub::fetch(
+        &HubCache::from_env(),
+        &HubClient::from_env(),
+        repo,
+        revision,
+        &complete,
+        &mut progress,
+    )
+    .map_err(crate::models::PipelineError::from)
+    .with_context(|| format!("cannot get {repo}@{revision}"))?;
+    Ok(Some(fetched))
+}
+
+fn pull(ctx: &Context, model: &str) -> Result<u8> {
+    let source = ModelSource::from_arg(Some(model)).context("cannot get the model")?;
+    let Some(fetched) = ensure_local(ctx, &source)? else {
+        return Err(CliError::new(
+            ErrorCode::UsageError,
+            format!("`{model}` is not a Hub repository or alias; there is nothing to download"),
+        )
+        .into());
+    };
+    // The files are there; make sure they form a model aivideo can run.
+    let manifest = inspect(&source).context("the downloaded model cannot be read")?;
+    let s = &fetched.snapshot;
+    let p = &ctx.printer;
+    if p.is_json() {
+        p.json(&json!({
+            "repo": s.repo, "revision": s.revision, "commit": s.commit, "path": s.dir,
+            "downloaded_files": fetched.downloaded_files,
+            "downloaded_bytes": fetched.downloaded_bytes,
+            "family": manifest.family, "bytes": manifest.bytes,
+        }))?;
+    } else {
+        p.result(&format!(
+            "{}@{} ({}): {} files downloaded ({}), {} in all
+  {}
+",
+            s.repo,
+            s.revision,
+            &s.commit[..12],
+            fetched.downloaded_files,
+            human_bytes(fetched.downloaded_bytes),
+            human_bytes(manifest.bytes),
+            s.dir.display()
+        ))?;
+    }
+    Ok(0)
 }
 
 /// One cached revision as `list` reports it.
@@ -281,20 +387,4 @@ fn rm(ctx: &Context, name: &str) -> Result<u8> {
         ))?;
     }
     Ok(0)
-}
-
-/// Bytes in the largest unit that keeps a number ≥ 1 (decimal units, as disk sizes are sold).
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
 }
