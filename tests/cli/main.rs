@@ -5,6 +5,7 @@ mod util;
 mod errors;
 mod faults;
 mod generate;
+mod hub_mock;
 mod inputs;
 mod list;
 mod media;
