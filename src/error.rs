@@ -22,6 +22,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::hub::HubError;
 use crate::models::PipelineError;
 use crate::request::ValidationError;
 use crate::store::StoreError;
@@ -228,7 +229,12 @@ fn pipeline_code(e: &PipelineError) -> Option<ErrorCode> {
         }
         PipelineError::BadSetting { .. } => Some(ErrorCode::UsageError),
         PipelineError::Hub(
-            crate::hub::HubError::BadReference { .. } | crate::hub::HubError::NotCached { .. },
+            HubError::BadReference { .. }
+            | HubError::NotCached { .. }
+            | HubError::Unauthorized { .. }
+            | HubError::UnknownRepo { .. }
+            | HubError::UnknownRevision { .. }
+            | HubError::NotAModel { .. },
         ) => Some(ErrorCode::UsageError),
         _ => None,
     }
@@ -397,5 +403,24 @@ mod tests {
         let err = anyhow::Error::new(io).context("writing the list");
         assert!(is_broken_pipe(&err));
         assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+}
+
+#[cfg(test)]
+mod hub_error_tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn hub_errors_a_user_can_fix_are_usage_errors() {
+        let unauthorized = crate::hub::HubError::Unauthorized {
+            repo: "a/b".into(),
+            token: false,
+            page: "http://hub/a/b".into(),
+        };
+        let err = Err::<(), _>(PipelineError::from(unauthorized))
+            .context("cannot get a/b@main")
+            .unwrap_err();
+        assert_eq!(CliError::from_anyhow(&err).code, ErrorCode::UsageError);
     }
 }

@@ -8,7 +8,9 @@ use serde_json::json;
 use super::Context;
 use crate::cli::ModelsCommand;
 use crate::error::{CliError, ErrorCode};
-use crate::hub::{ALIASES, Alias, CachedRepo, FetchProgress, Fetched, HubCache, HubClient, ModelRef};
+use crate::hub::{
+    ALIASES, Alias, CachedRepo, FetchProgress, Fetched, HubCache, HubClient, ModelRef,
+};
 use crate::models::{Manifest, ModelSource, inspect};
 use crate::output::human_bytes;
 
@@ -44,7 +46,8 @@ impl FetchProgress for Progress<'_> {
     }
 
     fn file_done(&mut self, path: &str, bytes: u64, downloaded: bool) {
-        let line = json!({ "repo": self.repo, "file": path, "bytes": bytes, "downloaded": downloaded });
+        let line =
+            json!({ "repo": self.repo, "file": path, "bytes": bytes, "downloaded": downloaded });
         self.ctx.printer.debug(&line.to_string());
     }
 

@@ -71,7 +71,10 @@ impl HubClient {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let endpoint = var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into());
         let offline = var("HF_HUB_OFFLINE").is_some_and(|v| {
-            matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
         });
         let token = var("HF_TOKEN").or_else(|| {
             let file = var("HF_TOKEN_PATH").map(PathBuf::from).or_else(|| {
@@ -134,8 +137,7 @@ impl HubClient {
             self.endpoint,
             encode_path(revision).replace('/', "%2F")
         );
-        let resp = self
-            .call(self.authorize(self.agent.get(&url)), repo, revision, None)?;
+        let resp = self.call(self.authorize(self.agent.get(&url)), repo, revision, None)?;
         let mut text = Vec::new();
         resp.into_reader()
             .take(64 << 20)
@@ -144,7 +146,9 @@ impl HubClient {
         let body: RevisionJson = serde_json::from_slice(&text)
             .map_err(|e| HubError::Protocol(format!("{url}: unreadable answer: {e}")))?;
         if !super::cache::is_commit(&body.sha) {
-            return Err(HubError::Protocol(format!("{url}: `sha` is not a commit hash")));
+            return Err(HubError::Protocol(format!(
+                "{url}: `sha` is not a commit hash"
+            )));
         }
         Ok(RepoInfo {
             commit: body.sha.to_ascii_lowercase(),
@@ -154,8 +158,17 @@ impl HubClient {
 
     /// `HEAD /{repo}/resolve/{commit}/{path}` without following the redirect.
     pub fn file_meta(&self, repo: &RepoId, commit: &str, path: &str) -> Result<FileMeta, HubError> {
-        let url = format!("{}/{repo}/resolve/{commit}/{}", self.endpoint, encode_path(path));
-        let resp = self.call(self.authorize(self.head_agent.head(&url)), repo, commit, Some(path))?;
+        let url = format!(
+            "{}/{repo}/resolve/{commit}/{}",
+            self.endpoint,
+            encode_path(path)
+        );
+        let resp = self.call(
+            self.authorize(self.head_agent.head(&url)),
+            repo,
+            commit,
+            Some(path),
+        )?;
         let header = |k: &str| resp.header(k).map(str::to_string);
         let linked = header("X-Linked-Etag");
         let lfs = linked.is_some();
@@ -310,6 +323,9 @@ mod tests {
         let c = HubClient::new("http://192.0.2.1:9", None, true);
         let repo = RepoId::parse("a/b").unwrap();
         assert!(matches!(c.repo_info(&repo, "main"), Err(HubError::Offline)));
-        assert!(matches!(c.file_meta(&repo, "main", "x"), Err(HubError::Offline)));
+        assert!(matches!(
+            c.file_meta(&repo, "main", "x"),
+            Err(HubError::Offline)
+        ));
     }
 }

@@ -58,11 +58,14 @@ pub fn select_files(files: &[String], first: &str, first_json: &serde_json::Valu
                 return true;
             }
             match f.split_once('/') {
-                None => first == "config.json"
-                    && first_json["weights"].as_str() == Some(f.as_str()),
+                None => {
+                    first == "config.json" && first_json["weights"].as_str() == Some(f.as_str())
+                }
                 Some((dir, rest)) => {
                     first == "model_index.json"
-                        && first_json[dir].as_array().is_some_and(|v| v.len() == 2 && !v[0].is_null())
+                        && first_json[dir]
+                            .as_array()
+                            .is_some_and(|v| v.len() == 2 && !v[0].is_null())
                         && !rest.contains('/')
                         && wanted_component_file(rest)
                 }
@@ -108,7 +111,17 @@ pub fn fetch(
                 progress.using_cache(&e.to_string());
                 return Ok(done(s));
             }
-            Err(_) => return Err(e),
+            Err(_) => {
+                let HubError::Network { reason, .. } = e else {
+                    unreachable!()
+                };
+                return Err(HubError::Unreachable {
+                    repo: repo.to_string(),
+                    revision: revision.to_string(),
+                    cache: cache.root().to_path_buf(),
+                    reason,
+                });
+            }
         },
         Err(e) => return Err(e),
     };
@@ -126,7 +139,18 @@ pub fn fetch(
     let mut stats = (0usize, 0u64);
     let mut nothing = NoProgress;
     let meta = client.file_meta(repo, &info.commit, first)?;
-    stats = add(stats, ensure(client, &repo_dir, &locks, &snap_dir, first, &meta, &mut nothing)?);
+    stats = add(
+        stats,
+        ensure(
+            client,
+            &repo_dir,
+            &locks,
+            &snap_dir,
+            first,
+            &meta,
+            &mut nothing,
+        )?,
+    );
     let first_json: serde_json::Value = std::fs::read(snap_dir.join(first))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -145,12 +169,12 @@ pub fn fetch(
         .iter()
         .filter(|(_, m)| !repo_dir.join("blobs").join(&m.etag).is_file())
         .collect();
-    progress.start(
-        missing.iter().map(|(_, m)| m.size).sum(),
-        missing.len(),
-    );
+    progress.start(missing.iter().map(|(_, m)| m.size).sum(), missing.len());
     for (path, meta) in &metas {
-        stats = add(stats, ensure(client, &repo_dir, &locks, &snap_dir, path, meta, progress)?);
+        stats = add(
+            stats,
+            ensure(client, &repo_dir, &locks, &snap_dir, path, meta, progress)?,
+        );
     }
     if !is_commit(revision) {
         let r = repo_dir.join("refs").join(revision);
@@ -254,7 +278,8 @@ fn download_blob(
     let mut received = 0u64;
     loop {
         let mut sink = |bytes: &[u8]| -> Result<(), HubError> {
-            file.write_all(bytes).map_err(|e| HubError::write(&part, e))?;
+            file.write_all(bytes)
+                .map_err(|e| HubError::write(&part, e))?;
             hasher.update(bytes);
             received += bytes.len() as u64;
             progress.advance(bytes.len() as u64);
@@ -279,7 +304,11 @@ fn download_blob(
         });
     }
     if meta.lfs {
-        let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let actual: String = hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         if !actual.eq_ignore_ascii_case(&meta.etag) {
             let _ = std::fs::remove_file(&part);
             return Err(HubError::Corrupt {
@@ -308,7 +337,13 @@ fn link(snap_dir: &Path, path: &str, etag: &str) -> Result<(), HubError> {
         std::fs::remove_file(&link).map_err(|e| HubError::write(&link, e))?;
     }
     #[cfg(unix)]
-    std::os::unix::fs::symlink(&target, &link).map_err(|e| HubError::write(&link, e))?;
+    if let Err(e) = std::os::unix::fs::symlink(&target, &link) {
+        // Another process linked it meanwhile: fine if it points at the same blob.
+        let same = std::fs::read_link(&link).is_ok_and(|t| t == Path::new(&target));
+        if !(e.kind() == std::io::ErrorKind::AlreadyExists && same) {
+            return Err(HubError::write(&link, e));
+        }
+    }
     #[cfg(not(unix))]
     std::fs::copy(parent.join(&target), &link).map_err(|e| HubError::write(&link, e))?;
     Ok(())
@@ -423,7 +458,12 @@ mod tests {
 
     #[test]
     fn the_starter_layout_takes_its_config_and_named_weights() {
-        let files = names(&["config.json", "model.safetensors", "old.safetensors", "checkpoint.bin"]);
+        let files = names(&[
+            "config.json",
+            "model.safetensors",
+            "old.safetensors",
+            "checkpoint.bin",
+        ]);
         let cfg = serde_json::json!({ "weights": "model.safetensors" });
         assert_eq!(
             select_files(&files, "config.json", &cfg),

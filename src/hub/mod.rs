@@ -41,7 +41,9 @@ pub enum HubError {
         token: bool,
         page: String,
     },
-    #[error("the Hub has no repository {repo}, or it is private (check the name; for a private repository set HF_TOKEN)")]
+    #[error(
+        "the Hub has no repository {repo}, or it is private (check the name; for a private repository set HF_TOKEN)"
+    )]
     UnknownRepo { repo: String },
     #[error("{repo} has no revision `{revision}` (a branch, a tag or a commit)")]
     UnknownRevision { repo: String, revision: String },
@@ -51,6 +53,16 @@ pub enum HubError {
     Offline,
     #[error("cannot reach the Hub at {url}: {reason}")]
     Network { url: String, reason: String },
+    #[error(
+        "cannot reach the Hub ({reason}) and {repo}@{revision} is not in the Hugging Face cache ({cache}); run `aivideo models pull {repo}` where there is network, then copy the cache here or point HF_HUB_CACHE at it",
+        cache = cache.display()
+    )]
+    Unreachable {
+        repo: String,
+        revision: String,
+        cache: PathBuf,
+        reason: String,
+    },
     #[error("the download from {url} stopped: {reason}; run the command again to resume it")]
     Interrupted { url: String, reason: String },
     #[error(
@@ -61,7 +73,9 @@ pub enum HubError {
         expected: String,
         actual: String,
     },
-    #[error("{repo} is not a model aivideo can run: it has neither model_index.json nor config.json")]
+    #[error(
+        "{repo} is not a model aivideo can run: it has neither model_index.json nor config.json"
+    )]
     NotAModel { repo: String },
     #[error("unexpected answer from the Hub: {0}")]
     Protocol(String),

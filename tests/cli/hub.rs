@@ -139,22 +139,27 @@ fn revisions_resolve_by_ref_and_by_commit() {
 #[test]
 fn a_model_that_is_not_cached_is_a_clear_error_before_any_job() {
     let env = TestEnv::new();
-    for model in ["wan2.1-t2v-1.3b", "some-org/some-model@dev"] {
-        let run = env.run(&["generate", "a red fox", "--model", model, "--json"]);
-        run.expect_code(2);
-        let err = run.json();
-        let msg = err["error"].as_str().unwrap();
-        assert!(
-            msg.contains("is not in the Hugging Face cache") && msg.contains("hf download"),
-            "{msg}"
-        );
-        assert!(
-            err["details"]["cache"]
-                .as_str()
-                .unwrap()
-                .ends_with("hf-cache"),
-            "{err}"
-        );
+    // Offline, and with a Hub that cannot be reached (nothing listens on port 9).
+    for (var, value) in [
+        ("HF_HUB_OFFLINE", "1"),
+        ("HF_ENDPOINT", "http://127.0.0.1:9"),
+    ] {
+        for model in ["wan2.1-t2v-1.3b", "some-org/some-model@dev"] {
+            let out = env
+                .command()
+                .env(var, value)
+                .args(["generate", "a red fox", "--model", model, "--json"])
+                .output()
+                .unwrap();
+            assert_ne!(out.status.code(), Some(0));
+            let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let msg = err["error"].as_str().unwrap();
+            assert!(
+                msg.contains("is not in the Hugging Face cache") && msg.contains("models pull"),
+                "{msg}"
+            );
+            assert!(msg.contains("hf-cache"), "{msg}");
+        }
     }
     let run = env.run(&["generate", "a red fox", "--model", "nonsense", "--json"]);
     run.expect_code(2);

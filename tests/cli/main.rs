@@ -6,6 +6,7 @@ mod errors;
 mod faults;
 mod generate;
 mod hub;
+mod hub_download;
 mod hub_mock;
 mod inputs;
 mod list;
