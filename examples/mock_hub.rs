@@ -17,13 +17,18 @@
 //! Stdout: `listening on http://127.0.0.1:PORT` first, then `cdn http://127.0.0.1:PORT`, one
 //! `revision ID NAME COMMIT` line per branch and tag, and `ready`. It serves until its stdin
 //! reaches end of file or it gets SIGTERM or SIGINT.
+//!
+//! Stdin takes fault commands while it runs, one per line, each answered on stdout by `ok` once
+//! in effect (or `error: ...`): `drop_after PATTERN BYTES`, `corrupt PATTERN`,
+//! `corrupt_once PATTERN`, `fail PATTERN STATUS TIMES`, `throttle BYTES_PER_SEC`,
+//! `clear_faults` (PATTERN is the rest of the line before the numbers; see the mock's faults).
 
 // The example uses only part of the tests' API.
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/cli/hub_mock/mod.rs"]
 mod hub_mock;
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,14 +148,60 @@ fn main() -> anyhow::Result<()> {
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone()).context("signal handler")?;
     }
-    let at_eof = stop.clone();
+    let hub = Arc::new(hub);
+    let (at_eof, commands) = (stop.clone(), hub.clone());
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            let answer = match command(&commands, line.trim()) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("error: {e:#}"),
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{answer}").and_then(|()| out.flush());
+        }
         at_eof.store(true, Ordering::SeqCst);
     });
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
     }
     hub.stop();
+    Ok(())
+}
+
+/// Splits `PATTERN N...` into the pattern (which may hold spaces) and `count` trailing numbers.
+fn pattern_and_numbers(rest: &str, count: usize) -> anyhow::Result<(&str, Vec<u64>)> {
+    let mut words: Vec<&str> = rest.rsplitn(count + 1, ' ').collect();
+    if words.len() != count + 1 || words.last().is_some_and(|p| p.trim().is_empty()) {
+        bail!("wants PATTERN and {count} number(s)");
+    }
+    let pattern = words.pop().unwrap_or_default().trim();
+    let numbers = words
+        .iter()
+        .rev()
+        .map(|w| w.parse().with_context(|| format!("not a number: {w:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    Ok((pattern, numbers))
+}
+
+/// Applies one stdin fault command.
+fn command(hub: &MockHub, line: &str) -> anyhow::Result<()> {
+    let (name, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match name {
+        "drop_after" => {
+            let (pattern, n) = pattern_and_numbers(rest, 1)?;
+            hub.drop_after(pattern, n[0]);
+        }
+        "corrupt" if !rest.is_empty() => hub.corrupt(rest),
+        "corrupt_once" if !rest.is_empty() => hub.corrupt_once(rest),
+        "fail" => {
+            let (pattern, n) = pattern_and_numbers(rest, 2)?;
+            let status = u16::try_from(n[0]).context("status")?;
+            hub.fail(pattern, status, usize::try_from(n[1]).context("times")?);
+        }
+        "throttle" => hub.throttle(rest.trim().parse().context("throttle BYTES_PER_SEC")?),
+        "clear_faults" => hub.clear_faults(),
+        _ => bail!("unknown command {line:?}"),
+    }
     Ok(())
 }

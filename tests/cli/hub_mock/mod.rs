@@ -103,6 +103,8 @@ mod server;
 mod sha1;
 
 #[cfg(test)]
+mod python_cache;
+#[cfg(test)]
 mod tests;
 
 use std::io::{self, Write};

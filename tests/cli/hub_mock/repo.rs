@@ -340,9 +340,8 @@ impl MockRepo {
         })
     }
 
-    /// `GET /api/models/{id}/tree/{rev}[/{dir}]`: the entries under `dir` ("" for the root),
-    /// folders first then files at each level order, i.e. sorted by path; `None` if `dir` is
-    /// not a folder. Files: `{type: "file", oid, size, path, lfs?: {oid, size, pointerSize}}`;
+    /// `GET /api/models/{id}/tree/{rev}[/{dir}]`: the entries under `dir` ("" for the root;
+    /// only its children unless `recursive`), sorted by path; `None` if `dir` is not a folder. Files: `{type: "file", oid, size, path, lfs?: {oid, size, pointerSize}}`;
     /// folders: `{type: "directory", oid, size: 0, path}`.
     pub(super) fn tree_json(
         &self,

@@ -20,14 +20,14 @@ use super::*;
 const ID: &str = "test-org/tiny";
 
 /// One answer read to the end of the connection.
-struct Reply {
+pub(super) struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -84,7 +84,7 @@ fn parse_reply(raw: &[u8]) -> Reply {
 }
 
 /// Sends one request with `Connection: close` and reads the whole answer.
-fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
+pub(super) fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Reply {
     let (addr, target) = split_url(url);
     let mut stream = TcpStream::connect(&addr).expect("connect");
     stream
