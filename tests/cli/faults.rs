@@ -194,12 +194,12 @@ fn a_live_pid_of_another_process_or_boot_does_not_keep_a_job_processing() {
 
 /// A tmpfs of `bytes` mounted for one test and unmounted after; `None` (the test then
 /// skips, saying why) where mounting is not allowed.
-struct Tmpfs {
+pub(crate) struct Tmpfs {
     dir: tempfile::TempDir,
 }
 
 impl Tmpfs {
-    fn mount(bytes: u64) -> Option<Tmpfs> {
+    pub(crate) fn mount(bytes: u64) -> Option<Tmpfs> {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
@@ -221,7 +221,7 @@ impl Tmpfs {
         }
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.dir.path()
     }
 

@@ -275,3 +275,91 @@ fn two_processes_pulling_at_once_download_each_blob_once() {
         "blobs were downloaded twice: {downloaded}"
     );
 }
+
+#[test]
+fn a_full_disk_stops_the_download_with_a_resumable_partial_file() {
+    let Some(fs) = crate::faults::Tmpfs::mount(1 << 20) else {
+        return;
+    };
+    let env = TestEnv::new();
+    let mock = hub(vec![MockRepo::from_dir(REPO, &tiny_pipeline())]);
+    let mut cmd = with_hub(&env, &mock);
+    cmd.env("HF_HUB_CACHE", fs.path());
+    let r = run(cmd, &["models", "pull", REPO]);
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("cannot write to the Hugging Face cache")
+            && r.stderr.contains("No space left on device"),
+        "{}",
+        r.stderr
+    );
+    let blobs = fs.path().join("models--test-org--tiny-wan/blobs");
+    let partial: Vec<_> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".incomplete"))
+        .collect();
+    assert_eq!(partial.len(), 1, "{partial:?}");
+    let kept = std::fs::metadata(&partial[0]).unwrap().len();
+    assert!(kept > 0);
+
+    // Room again: the same command resumes from the partial file.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=16m"])
+        .arg(fs.path())
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    mock.clear_requests();
+    let mut cmd = with_hub(&env, &mock);
+    cmd.env("HF_HUB_CACHE", fs.path());
+    run(cmd, &["models", "pull", REPO]).expect_code(0);
+    assert!(
+        mock.requests()
+            .iter()
+            .any(|r| r.range.as_deref() == Some(&format!("bytes={kept}-"))),
+        "{:?}",
+        mock.requests()
+    );
+}
+
+/// Copies the cache Python's huggingface_hub wrote against the mock (tests/reference) into
+/// `dest`, keeping its links.
+fn python_cache(dest: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hub/python-cache");
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(dest)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn a_cache_written_by_python_is_used_as_it_is() {
+    let env = TestEnv::new();
+    python_cache(&env.hf_cache());
+    let main = std::fs::read_to_string(repo_dir(&env).join("refs/main")).unwrap();
+    // Offline: nothing but the cache.
+    let mut cmd = env.command();
+    cmd.env("HF_HUB_OFFLINE", "1");
+    let r = run(cmd, &generate_args(REPO));
+    r.expect_code(0);
+    assert_eq!(r.json()["metadata"]["model"]["hub"]["commit"], main.trim());
+    // Online, against the Hub it came from: the commit is asked for, no file is downloaded.
+    let mock = hub(vec![MockRepo::from_dir(REPO, &tiny_pipeline())]);
+    run(with_hub(&env, &mock), &generate_args(REPO)).expect_code(0);
+    assert_eq!(downloads(&mock, ".safetensors"), 0, "{:?}", mock.requests());
+    assert_eq!(downloads(&mock, ".json"), 0, "{:?}", mock.requests());
+    // Its tag resolves too, and `models list` sees every revision Python fetched.
+    let mut cmd = env.command();
+    cmd.env("HF_HUB_OFFLINE", "1");
+    run(cmd, &["models", "info", &format!("{REPO}@v1.0")]).expect_code(0);
+    let list = env.run(&["models", "list", "--json"]);
+    let revs = list.json()["cache"]["repos"][0]["revisions"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(revs >= 2, "{}", list.stdout);
+}
