@@ -7,6 +7,7 @@
 //! cargo bench --bench hub -- [--mb 256] [--repeats 5]
 //! ```
 
+mod common;
 #[allow(dead_code, unused_imports)]
 #[path = "../tests/cli/hub_mock/mod.rs"]
 mod hub_mock;
@@ -16,6 +17,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use aivideo::hub::{FetchProgress, HubCache, HubClient, RepoId, fetch};
+use common::{arg, median};
 use hub_mock::{Files, MockHub, MockRepo};
 
 struct Quiet;
@@ -25,20 +27,6 @@ impl FetchProgress for Quiet {
     fn advance(&mut self, _: u64) {}
     fn file_done(&mut self, _: &str, _: u64, _: bool) {}
     fn using_cache(&mut self, _: &str) {}
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// `n` bytes that do not compress (xorshift).
@@ -150,7 +138,7 @@ fn list_time(repeats: usize) {
 }
 
 fn main() {
-    let repeats = arg("--repeats", 5);
-    throughput(arg("--mb", 256), repeats);
+    let repeats = arg("--repeats", 5usize);
+    throughput(arg("--mb", 256usize), repeats);
     list_time(repeats);
 }

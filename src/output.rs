@@ -107,33 +107,30 @@ impl Printer {
     /// A progress bar over `total` steps showing step, rate and ETA on stderr, or a hidden
     /// bar (all calls are no-ops) when progress is not shown.
     pub fn progress_bar(&self, total: u64, message: &str) -> ProgressBar {
-        if !self.shows_progress() {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
+        self.bar(
+            total,
+            message,
             "{msg} [{bar:30}] step {pos}/{len} · {per_sec} · {elapsed} elapsed · ETA {eta}",
         )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_message(message.to_string());
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
     }
 
-    /// A spinner for work without a known length, hidden under the same conditions.
     /// A bar counting bytes (a download), hidden where progress is not shown.
     pub fn bytes_bar(&self, total: u64, message: &str) -> ProgressBar {
+        self.bar(
+            total,
+            message,
+            "{msg} [{bar:30}] {bytes}/{total_bytes} · {bytes_per_sec} · ETA {eta}",
+        )
+    }
+
+    fn bar(&self, total: u64, message: &str, template: &str) -> ProgressBar {
         if !self.shows_progress() {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        let style = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} · {bytes_per_sec} · ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(message.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::hub::generate_args;
 use crate::hub_mock::{Host, MockHub, MockRepo};
 use crate::util::{Run, TestEnv};
 
@@ -32,26 +33,6 @@ fn run(mut cmd: Command, args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-fn generate_args(model: &str) -> Vec<&str> {
-    vec![
-        "generate",
-        "a red fox",
-        "--model",
-        model,
-        "--steps",
-        "2",
-        "--frames",
-        "5",
-        "--width",
-        "256",
-        "--height",
-        "256",
-        "--seed",
-        "7",
-        "--json",
-    ]
 }
 
 /// Body downloads (GETs that carried file bytes) of `path`, from either host.
