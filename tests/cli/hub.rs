@@ -65,8 +65,9 @@ fn add_snapshot(cache: &Path, repo: &str, commit: &str, refs: &[&str], src: &Pat
 const C1: &str = "1111111111111111111111111111111111111111";
 const C2: &str = "2222222222222222222222222222222222222222";
 
-fn generate(env: &TestEnv, model: &str, out: &str) -> crate::util::Run {
-    env.run(&[
+/// A small, seeded generation with a Wan model, JSON on stdout.
+pub(crate) fn generate_args(model: &str) -> Vec<&str> {
+    vec![
         "generate",
         "a red fox",
         "--model",
@@ -81,10 +82,14 @@ fn generate(env: &TestEnv, model: &str, out: &str) -> crate::util::Run {
         "256",
         "--seed",
         "7",
-        "-o",
-        out,
         "--json",
-    ])
+    ]
+}
+
+fn generate(env: &TestEnv, model: &str, out: &str) -> crate::util::Run {
+    let mut args = generate_args(model);
+    args.extend(["-o", out]);
+    env.run(&args)
 }
 
 #[test]
