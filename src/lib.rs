@@ -7,6 +7,8 @@ pub mod cancel;
 pub mod cli;
 pub mod commands;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod media;
 pub mod metrics;
 pub mod models;

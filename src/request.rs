@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::models::{Bound, GenerationParams, Limits, Quality};
@@ -21,7 +21,10 @@ pub const MAX_ASPECT: f64 = 2.0;
 
 /// A request exactly as it comes from flags (or a prompts file): every field optional, numbers
 /// signed and wide so that out-of-range values reach validation and get a precise message.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// As JSON (the HTTP API's body) it is an object of these fields, each optional; other
+/// fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawRequest {
     pub prompt: Option<String>,
     pub negative_prompt: Option<String>,

@@ -15,5 +15,7 @@ mod yuv;
 
 pub use error::MediaError;
 pub use images::{ImageMetadata, frame_file_name, resize_to_width, write_image, write_png_frames};
-pub use reader::{FrameSelector, Mp4Info, decode_frame, probe_mp4};
+pub use reader::{
+    FrameSelector, Mp4Info, decode_frame, decode_frame_bytes, probe_mp4, probe_mp4_bytes,
+};
 pub use writer::{Mp4Summary, VideoMetadata, write_mp4};

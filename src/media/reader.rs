@@ -2,7 +2,7 @@
 //! one frame with OpenH264, starting from the preceding keyframe.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
 use image::RgbImage;
@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::MediaError;
 use super::h264::decode_run;
-use super::tags::read_tags;
+use super::tags::{read_tags, read_tags_from};
 
 /// Facts about an MP4's first H.264 video track.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,8 +44,11 @@ struct Timeline {
     duration: u64,
 }
 
-struct Opened {
-    reader: Mp4Reader<BufReader<File>>,
+/// What errors call an MP4 read from memory.
+const IN_MEMORY: &str = "<in-memory MP4>";
+
+struct Opened<R> {
+    reader: Mp4Reader<R>,
     track_id: u32,
     width: u32,
     height: u32,
@@ -112,11 +115,17 @@ fn timeline(path: &Path, track: &Mp4Track) -> Result<Timeline, MediaError> {
     })
 }
 
-fn open(path: &Path) -> Result<Opened, MediaError> {
+fn open(path: &Path) -> Result<Opened<BufReader<File>>, MediaError> {
     let file = File::open(path).map_err(|e| MediaError::io(path, e))?;
     let size = file.metadata().map_err(|e| MediaError::io(path, e))?.len();
-    let reader = Mp4Reader::read_header(BufReader::new(file), size)
-        .map_err(|e| MediaError::container(path, e))?;
+    open_reader(BufReader::new(file), size, path)
+}
+
+/// Opens the `size`-byte MP4 that `reader` reads from its start; `path` only names it in
+/// errors.
+fn open_reader<R: Read + Seek>(reader: R, size: u64, path: &Path) -> Result<Opened<R>, MediaError> {
+    let reader =
+        Mp4Reader::read_header(reader, size).map_err(|e| MediaError::container(path, e))?;
     let mut ids: Vec<u32> = reader.tracks().keys().copied().collect();
     ids.sort_unstable();
     let track = ids
@@ -145,9 +154,21 @@ fn open(path: &Path) -> Result<Opened, MediaError> {
 /// Reads the size, frame rate, frame count, duration and text tags of an MP4.
 pub fn probe_mp4(path: &Path) -> Result<Mp4Info, MediaError> {
     let o = open(path)?;
+    Ok(info(&o, read_tags(path)?))
+}
+
+/// [`probe_mp4`] of an MP4 held in memory.
+pub fn probe_mp4_bytes(bytes: &[u8]) -> Result<Mp4Info, MediaError> {
+    let path = Path::new(IN_MEMORY);
+    let size = bytes.len() as u64;
+    let o = open_reader(Cursor::new(bytes), size, path)?;
+    Ok(info(&o, read_tags_from(Cursor::new(bytes), size, path)?))
+}
+
+fn info<R>(o: &Opened<R>, tags: Vec<(String, String)>) -> Mp4Info {
     let n = o.timeline.composition.len() as u32;
     let duration_s = o.timeline.duration as f64 / o.timeline.timescale as f64;
-    Ok(Mp4Info {
+    Mp4Info {
         width: o.width,
         height: o.height,
         fps: if duration_s > 0.0 {
@@ -157,14 +178,28 @@ pub fn probe_mp4(path: &Path) -> Result<Mp4Info, MediaError> {
         },
         frame_count: n,
         duration_s,
-        tags: read_tags(path)?,
-    })
+        tags,
+    }
 }
 
 /// Decodes one frame. Decoding starts at the keyframe before it, so the result
 /// does not depend on any earlier call.
 pub fn decode_frame(path: &Path, selector: FrameSelector) -> Result<RgbImage, MediaError> {
-    let mut o = open(path)?;
+    decode_opened(open(path)?, selector, path)
+}
+
+/// [`decode_frame`] of an MP4 held in memory.
+pub fn decode_frame_bytes(bytes: &[u8], selector: FrameSelector) -> Result<RgbImage, MediaError> {
+    let path = Path::new(IN_MEMORY);
+    let o = open_reader(Cursor::new(bytes), bytes.len() as u64, path)?;
+    decode_opened(o, selector, path)
+}
+
+fn decode_opened<R: Read + Seek>(
+    mut o: Opened<R>,
+    selector: FrameSelector,
+    path: &Path,
+) -> Result<RgbImage, MediaError> {
     let tl = &o.timeline;
     let n = tl.composition.len();
     // Display order: sample indices sorted by composition time.

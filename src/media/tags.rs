@@ -38,10 +38,9 @@ fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
     children(data).find(|(k, _)| k == kind).map(|(_, b)| b)
 }
 
-/// Finds the top-level `moov` box and returns its body.
-fn read_moov(path: &Path) -> Result<Vec<u8>, MediaError> {
-    let mut f = File::open(path).map_err(|e| MediaError::io(path, e))?;
-    let len = f.metadata().map_err(|e| MediaError::io(path, e))?.len();
+/// Finds the top-level `moov` box of the `len`-byte MP4 in `f` and returns its body; `path`
+/// only names the file in errors.
+fn read_moov(mut f: impl Read + Seek, len: u64, path: &Path) -> Result<Vec<u8>, MediaError> {
     let mut pos = 0u64;
     while pos + 8 <= len {
         let mut h = [0u8; 16];
@@ -110,7 +109,19 @@ fn item_key(kind: &[u8; 4], item: &[u8]) -> Option<String> {
 
 /// Reads the text tags of the file, in file order. Unknown or non-text items are skipped.
 pub(crate) fn read_tags(path: &Path) -> Result<Vec<(String, String)>, MediaError> {
-    let moov = read_moov(path)?;
+    let f = File::open(path).map_err(|e| MediaError::io(path, e))?;
+    let len = f.metadata().map_err(|e| MediaError::io(path, e))?.len();
+    read_tags_from(f, len, path)
+}
+
+/// [`read_tags`] of the `len`-byte MP4 that `reader` reads from its start; `path` only names
+/// it in errors.
+pub(crate) fn read_tags_from(
+    reader: impl Read + Seek,
+    len: u64,
+    path: &Path,
+) -> Result<Vec<(String, String)>, MediaError> {
+    let moov = read_moov(reader, len, path)?;
     let Some(meta) = child(&moov, b"udta").and_then(|u| child(u, b"meta")) else {
         return Ok(Vec::new());
     };

@@ -126,7 +126,12 @@ impl Umt5Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|source| Umt5ConfigError::Parse {
+        Self::from_json(text.as_bytes(), path)
+    }
+
+    /// Parses and validates the bytes of a `config.json`; `path` only names the file in errors.
+    pub fn from_json(bytes: &[u8], path: &Path) -> std::result::Result<Self, Umt5ConfigError> {
+        let cfg: Self = serde_json::from_slice(bytes).map_err(|source| Umt5ConfigError::Parse {
             path: path.to_path_buf(),
             source,
         })?;
