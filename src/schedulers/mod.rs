@@ -160,6 +160,19 @@ pub fn scheduler_from_json(
     }
 }
 
+/// `shift_terminal`, when set and non-zero, is the last sigma of the stretched schedule: a
+/// noise level strictly between 0 and 1.
+pub(crate) fn check_shift_terminal(terminal: Option<f64>) -> Result<(), UnsupportedOption> {
+    match terminal {
+        Some(t) if t != 0.0 && !(t > 0.0 && t < 1.0) => Err(UnsupportedOption::new(
+            "shift_terminal",
+            t,
+            "the terminal sigma must be between 0 and 1 (exclusive), or 0 / null for none",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `np.linspace(start, stop, num)` (endpoint included), rounding as numpy does:
 /// `i * step + start`, with the last value set to `stop`.
 pub(crate) fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {

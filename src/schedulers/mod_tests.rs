@@ -186,6 +186,27 @@ fn config_rejects_euler_options_that_change_the_math() {
     }
 }
 
+/// A huge `solver_order` allocated that many history slots; a terminal
+/// sigma outside (0, 1) or a shift that is 0 or infinite in f32 gave non-finite or
+/// out-of-range sigmas.
+#[test]
+fn config_rejects_sizes_and_levels_that_break_the_schedule() {
+    for order in ["4", "1000000000000000"] {
+        let (field, _) = unsupported_field(&unipc_with("solver_order", order));
+        assert_eq!(field, "solver_order", "{order}");
+    }
+    scheduler_from_json(&unipc_with("solver_order", "3"), Path::new("x")).unwrap();
+    for terminal in ["1.0", "2.0", "-0.5"] {
+        let (field, _) = unsupported_field(&unipc_with("shift_terminal", terminal));
+        assert_eq!(field, "shift_terminal", "unipc {terminal}");
+        let (field, _) = unsupported_field(&euler_with("shift_terminal", terminal));
+        assert_eq!(field, "shift_terminal", "euler {terminal}");
+    }
+    for shift in ["1e300", "1e-300"] {
+        assert_eq!(unsupported_field(&euler_with("shift", shift)).0, "shift");
+    }
+}
+
 #[test]
 fn config_error_message_names_file_field_and_value() {
     let msg = config_error(&euler_with("stochastic_sampling", "true")).to_string();
