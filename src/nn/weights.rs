@@ -241,6 +241,26 @@ mod tests {
     }
 
     #[test]
+    fn headers_are_read_from_bytes_within_their_bounds() {
+        let json = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        let mut file = (json.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(json);
+        file.extend_from_slice(&1f32.to_le_bytes());
+        let header = read_header(&file[..], file.len() as u64).unwrap();
+        assert_eq!(header["w"]["shape"], serde_json::json!([1]));
+        let reason = |bytes: &[u8]| match read_header(bytes, bytes.len() as u64) {
+            Err(HeaderError::Invalid(reason)) => reason,
+            other => panic!("expected an invalid header, got {other:?}"),
+        };
+        assert!(reason(&file[..5]).contains("shorter than"));
+        assert!(reason(&file[..20]).contains("does not fit the file (20 bytes)"));
+        assert!(reason(&u64::MAX.to_le_bytes()).contains("header length"));
+        let mut not_json = 4u64.to_le_bytes().to_vec();
+        not_json.extend_from_slice(b"{{{{");
+        assert!(reason(&not_json).contains("unreadable safetensors header"));
+    }
+
+    #[test]
     fn a_truncated_file_is_reported_before_mapping() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("model.safetensors");
