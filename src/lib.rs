@@ -8,6 +8,8 @@ pub mod cli;
 pub mod commands;
 pub mod error;
 pub mod faults;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod hub;
 pub mod media;
 pub mod metrics;

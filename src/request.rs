@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::models::{Bound, GenerationParams, Limits, Quality};
@@ -21,7 +21,10 @@ pub const MAX_ASPECT: f64 = 2.0;
 
 /// A request exactly as it comes from flags (or a prompts file): every field optional, numbers
 /// signed and wide so that out-of-range values reach validation and get a precise message.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// As JSON (the HTTP API's body) it is an object of these fields, each optional; other
+/// fields are refused.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawRequest {
     pub prompt: Option<String>,
     pub negative_prompt: Option<String>,
@@ -247,11 +250,16 @@ fn validate_steps(
     quality: Quality,
     preset: Bound<u32>,
 ) -> Result<u32, ValidationError> {
-    let Some(steps) = steps else {
-        return Ok(preset.default);
-    };
     let lo = MIN_STEPS.max(i64::from(preset.min));
     let hi = MAX_STEPS.min(i64::from(preset.max));
+    let Some(steps) = steps else {
+        let product = Bound {
+            min: lo,
+            max: hi,
+            default: i64::from(preset.default),
+        };
+        return model_default("steps", product).map(|_| preset.default);
+    };
     let drop = format!(
         "or drop --steps to use the preset's default ({})",
         preset.default
@@ -291,8 +299,17 @@ fn validate_size(
     bound: Bound<u32>,
     multiple: u32,
 ) -> Result<u32, ValidationError> {
-    let Some(v) = value else {
-        return Ok(bound.default);
+    let m = i64::from(multiple.max(1));
+    let v = match value {
+        Some(v) => v,
+        None if i64::from(bound.default) % m == 0 => return model_default(field, bound),
+        None => {
+            return Err(inconsistent_default(
+                field,
+                bound,
+                format!("not a multiple of {m}"),
+            ));
+        }
     };
     let (min, max) = (i64::from(bound.min), i64::from(bound.max));
     if !(min..=max).contains(&v) {
@@ -306,7 +323,6 @@ fn validate_size(
             ),
         ));
     }
-    let m = i64::from(multiple.max(1));
     if v % m != 0 {
         let below = (v / m) * m;
         let above = below + m;
@@ -319,7 +335,7 @@ fn validate_size(
             field,
             Some(v.to_string()),
             format!("{field} must be divisible by {m}"),
-            format!("use {}", choices.join(" or ")),
+            use_one_of(&choices),
         ));
     }
     Ok(v as u32)
@@ -360,7 +376,7 @@ fn validate_count(
     bound: Bound<u32>,
 ) -> Result<u32, ValidationError> {
     let Some(v) = value else {
-        return Ok(bound.default);
+        return model_default(field, bound);
     };
     if (i64::from(bound.min)..=i64::from(bound.max)).contains(&v) {
         return Ok(v as u32);
@@ -390,6 +406,14 @@ fn validate_frames(
     step: u32,
 ) -> Result<u32, ValidationError> {
     let frames = validate_count("frames", value, bound)?;
+    if frames == 0 {
+        return Err(ValidationError::new(
+            "frames",
+            Some("0".into()),
+            "a video needs at least 1 frame",
+            "use --frames within the model's range",
+        ));
+    }
     let step = step.max(1);
     if (frames - 1).is_multiple_of(step) {
         return Ok(frames);
@@ -408,13 +432,13 @@ fn validate_frames(
             "this model makes 1 + {step}·k frames (its video decoder turns every latent frame \
              after the first into {step} frames)"
         ),
-        format!("use {}", choices.join(" or ")),
+        use_one_of(&choices),
     ))
 }
 
 fn validate_guidance(value: Option<f64>, bound: Bound<f32>) -> Result<f32, ValidationError> {
     let Some(v) = value else {
-        return Ok(bound.default);
+        return model_default("guidance", bound);
     };
     let (min, max) = (f64::from(bound.min), f64::from(bound.max));
     if v.is_finite() && v >= min && v <= max {
@@ -429,6 +453,45 @@ fn validate_guidance(value: Option<f64>, bound: Bound<f32>) -> Result<f32, Valid
             bound.default
         ),
     ))
+}
+
+/// The model's default for `field` when it obeys the model's own `bound`: a model whose
+/// limits give a default outside their range gets an error naming it, not a request that
+/// breaks the rules.
+fn model_default<T: PartialOrd + Copy + fmt::Display>(
+    field: &'static str,
+    bound: Bound<T>,
+) -> Result<T, ValidationError> {
+    if bound.contains(bound.default) {
+        return Ok(bound.default);
+    }
+    Err(inconsistent_default(
+        field,
+        bound,
+        format!("outside its range {} to {}", bound.min, bound.max),
+    ))
+}
+
+fn inconsistent_default<T: fmt::Display>(
+    field: &'static str,
+    bound: Bound<T>,
+    why: String,
+) -> ValidationError {
+    ValidationError::new(
+        field,
+        Some(bound.default.to_string()),
+        format!("the model's default {field} {} is {why}", bound.default),
+        format!("pass --{field} explicitly; the model's limits are inconsistent"),
+    )
+}
+
+/// The fix that lists `choices`, or says there is none.
+fn use_one_of(choices: &[String]) -> String {
+    if choices.is_empty() {
+        "no nearby value fits this model's range".to_string()
+    } else {
+        format!("use {}", choices.join(" or "))
+    }
 }
 
 /// A random 32-bit seed from the operating system's generator (via uuid's v4 randomness).

@@ -501,3 +501,81 @@ fn control_characters_other_than_tab_and_newline_are_refused() {
     r.negative_prompt = Some("blur\u{7}".into());
     assert_eq!(err(r).field, "negative-prompt");
 }
+
+/// A model whose limits allow 0 frames made `frames - 1` underflow (a panic in debug builds).
+#[test]
+fn zero_frames_is_an_error_not_an_underflow() {
+    let mut l = limits();
+    l.frames = Bound {
+        min: 0,
+        max: 16,
+        default: 0,
+    };
+    let e = validate(&raw("a ball"), &l).unwrap_err();
+    assert_eq!((e.field, e.value.as_deref()), ("frames", Some("0")));
+    let r = RawRequest {
+        frames: Some(0),
+        ..raw("a ball")
+    };
+    assert_eq!(validate(&r, &l).unwrap_err().field, "frames");
+}
+
+/// A default outside the model's own range was returned as valid; now it is an error that
+/// names the field and the inconsistency, and an explicit value still works.
+#[test]
+fn a_model_default_outside_its_range_is_an_error() {
+    let mut l = limits();
+    l.fps.default = 0;
+    let e = validate(&raw("a ball"), &l).unwrap_err();
+    assert_eq!((e.field, e.value.as_deref()), ("fps", Some("0")));
+    assert!(
+        e.rule
+            .contains("default fps 0 is outside its range 1 to 30"),
+        "{e}"
+    );
+    let r = RawRequest {
+        fps: Some(8),
+        ..raw("a ball")
+    };
+    assert_eq!(validate(&r, &l).unwrap().params.fps, 8);
+
+    let mut l = limits();
+    l.width.default = 500;
+    let e = validate(&raw("a ball"), &l).unwrap_err();
+    assert!(
+        e.field == "width" && e.rule.contains("not a multiple of 8"),
+        "{e}"
+    );
+    let mut l = limits();
+    l.guidance.default = 20.0;
+    assert_eq!(validate(&raw("a ball"), &l).unwrap_err().field, "guidance");
+    let mut l = limits();
+    l.presets[1].steps.default = 200;
+    assert_eq!(validate(&raw("a ball"), &l).unwrap_err().field, "steps");
+}
+
+#[test]
+fn raw_requests_read_from_json_and_refuse_unknown_fields() {
+    let r: RawRequest = serde_json::from_str(
+        r#"{"prompt": "a ball", "steps": 12, "guidance": 3, "seed": -1, "quality": "low"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        RawRequest {
+            steps: Some(12),
+            guidance: Some(3.0),
+            seed: Some(-1),
+            quality: Some("low".into()),
+            ..raw("a ball")
+        }
+    );
+    assert_eq!(validate(&r, &limits()).unwrap_err().field, "seed");
+    for bad in [
+        r#"{"prompt": "a", "sampler": "euler"}"#,
+        r#"{"prompt": "a", "steps": 1.5}"#,
+        r#"{"prompt": 3}"#,
+    ] {
+        assert!(serde_json::from_str::<RawRequest>(bad).is_err(), "{bad}");
+    }
+}

@@ -180,18 +180,21 @@ fn set_once(
     Ok(())
 }
 
-/// Decodes a run of samples that starts at a sync sample, returning every picture
-/// in output (display) order. `nal_len` is the avcC length-field size.
+/// Decodes a run of samples that starts at a sync sample. Returns how many pictures came
+/// out and the `keep`-th of them in output (display) order, if there was one; the others are
+/// dropped as they come, so memory does not grow with the run.
 pub(crate) fn decode_run(
     path: &Path,
     parameter_sets: &[Vec<u8>],
     samples: &[Vec<u8>],
     nal_len: usize,
-) -> Result<Vec<RgbImage>, MediaError> {
+    keep: usize,
+) -> Result<(usize, Option<RgbImage>), MediaError> {
     let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
     let mut decoder = Decoder::with_api_config(OpenH264API::from_source(), config)
         .map_err(|e| MediaError::codec(path, format!("cannot create decoder: {e}")))?;
-    let mut out = Vec::new();
+    let mut count = 0;
+    let mut kept = None;
     let mut annex_b = Vec::new();
     for ps in parameter_sets {
         annex_b.extend_from_slice(&[0, 0, 0, 1]);
@@ -204,15 +207,23 @@ pub(crate) fn decode_run(
             .decode_with_options(&annex_b, opts)
             .map_err(|e| MediaError::codec(path, format!("decoding sample {i} of the run: {e}")))?;
         if let Some(p) = picture {
-            out.push(to_rgb(&p));
+            if count == keep {
+                kept = Some(to_rgb(&p));
+            }
+            count += 1;
         }
         annex_b.clear();
     }
     let rest = decoder
         .flush_remaining()
         .map_err(|e| MediaError::codec(path, format!("flushing the decoder: {e}")))?;
-    out.extend(rest.iter().map(to_rgb));
-    Ok(out)
+    for p in &rest {
+        if count == keep {
+            kept = Some(to_rgb(p));
+        }
+        count += 1;
+    }
+    Ok((count, kept))
 }
 
 fn to_rgb(p: &impl YUVSource) -> RgbImage {

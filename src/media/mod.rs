@@ -20,6 +20,8 @@ pub use images::{
     ImageMetadata, MAX_RESIZED_SIDE, frame_file_name, resize_to_width, write_image,
     write_png_frames,
 };
-pub use reader::{FrameSelector, Mp4Info, decode_frame, probe_mp4};
+pub use reader::{
+    FrameSelector, Mp4Info, decode_frame, decode_frame_bytes, probe_mp4, probe_mp4_bytes,
+};
 pub use target::{WriteOptions, check_target, remove_temp_files, same_file};
 pub use writer::{Mp4Summary, VideoMetadata, write_mp4};

@@ -38,10 +38,17 @@ fn child<'a>(data: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
     children(data).find(|(k, _)| k == kind).map(|(_, b)| b)
 }
 
-/// Finds the top-level `moov` box and returns its body.
-fn read_moov(path: &Path) -> Result<Vec<u8>, MediaError> {
-    let mut f = File::open(path).map_err(|e| MediaError::io(path, e))?;
-    let len = f.metadata().map_err(|e| MediaError::io(path, e))?.len();
+/// One top-level box: its type, and where its body starts and how long it is.
+struct TopBox {
+    kind: [u8; 4],
+    body: u64,
+    len: u64,
+}
+
+/// The top-level boxes of the `len`-byte MP4 in `f`, each checked to fit in the file; `path`
+/// only names the file in errors.
+fn top_level(mut f: impl Read + Seek, len: u64, path: &Path) -> Result<Vec<TopBox>, MediaError> {
+    let mut boxes = Vec::new();
     let mut pos = 0u64;
     while pos + 8 <= len {
         let mut h = [0u8; 16];
@@ -59,24 +66,130 @@ fn read_moov(path: &Path) -> Result<Vec<u8>, MediaError> {
         } else if size == 0 {
             size = len - pos;
         }
-        if size < header || pos + size > len {
+        // `pos + 8 <= len`, so `len - pos` cannot wrap; a 64-bit size can be anything.
+        if size < header || size > len - pos {
             return Err(MediaError::container(
                 path,
                 format!("bad box size {size} at offset {pos}"),
             ));
         }
-        if &h[4..8] == b"moov" {
-            if size - header > MAX_MOOV {
-                return Err(MediaError::container(path, "moov box is implausibly large"));
-            }
-            let mut body = vec![0u8; (size - header) as usize];
-            f.read_exact(&mut body)
-                .map_err(|e| MediaError::io(path, e))?;
-            return Ok(body);
-        }
+        boxes.push(TopBox {
+            kind: h[4..8].try_into().unwrap(),
+            body: pos + header,
+            len: size - header,
+        });
         pos += size;
     }
-    Err(MediaError::container(path, "no moov box"))
+    Ok(boxes)
+}
+
+/// Reads the body of `b` (a `moov`, bounded by [`MAX_MOOV`]).
+fn read_body(mut f: impl Read + Seek, b: &TopBox, path: &Path) -> Result<Vec<u8>, MediaError> {
+    if b.len > MAX_MOOV {
+        return Err(MediaError::container(path, "moov box is implausibly large"));
+    }
+    let mut body = vec![0u8; b.len as usize];
+    f.seek(SeekFrom::Start(b.body))
+        .and_then(|_| f.read_exact(&mut body))
+        .map_err(|e| MediaError::io(path, e))?;
+    Ok(body)
+}
+
+/// Finds the top-level `moov` box of the `len`-byte MP4 in `f` and returns its body; `path`
+/// only names the file in errors.
+fn read_moov(mut f: impl Read + Seek, len: u64, path: &Path) -> Result<Vec<u8>, MediaError> {
+    let boxes = top_level(&mut f, len, path)?;
+    match boxes.iter().find(|b| &b.kind == b"moov") {
+        Some(moov) => read_body(f, moov, path),
+        None => Err(MediaError::container(path, "no moov box")),
+    }
+}
+
+/// Checks, before the `mp4` crate parses the `len`-byte MP4 in `f`, the box sizes that the
+/// crate trusts: in the containers it walks, a box of size 0 made it loop forever, a size
+/// below a header's underflowed, and a size past its parent made it read or allocate beyond
+/// it. Fragmented files (`moof`), which this reader does not support, are refused here too.
+pub(crate) fn check_structure(
+    mut f: impl Read + Seek,
+    len: u64,
+    path: &Path,
+) -> Result<(), MediaError> {
+    for b in top_level(&mut f, len, path)? {
+        match &b.kind {
+            b"moof" => {
+                return Err(MediaError::container(
+                    path,
+                    "fragmented MP4s (moof boxes) are not supported",
+                ));
+            }
+            b"moov" => {
+                let body = read_body(&mut f, &b, path)?;
+                check_tree(b"moov", &body, b.body)
+                    .map_err(|reason| MediaError::container(path, reason))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// How many bytes come before the children of a `kind` box inside a `parent` box, when the
+/// `mp4` crate walks its children: `None` for boxes it reads as leaves there.
+fn children_start(parent: &[u8; 4], kind: &[u8; 4], body: &[u8]) -> Option<usize> {
+    // A `meta` box starts with version and flags in ISO files; QuickTime omits them.
+    let meta = || {
+        if body.get(4..8) == Some(b"hdlr") {
+            0
+        } else {
+            4
+        }
+    };
+    match (parent, kind) {
+        (b"moov", b"trak" | b"udta" | b"mvex")
+        | (b"trak", b"mdia" | b"edts")
+        | (b"mdia", b"minf")
+        | (b"minf", b"stbl" | b"dinf")
+        | (b"meta", b"ilst")
+        | (b"ilst", _) => Some(0),
+        (b"moov" | b"trak" | b"udta", b"meta") => Some(meta()),
+        // Version, flags and an entry count.
+        (b"dinf", b"dref") | (b"stbl", b"stsd") => Some(8),
+        _ => None,
+    }
+}
+
+/// Checks the boxes in `body`, the contents of a `kind` box found at file offset `at`, and
+/// recursively those of the containers among them: each has a whole header and a size that
+/// fits in what is left of its parent.
+fn check_tree(kind: &[u8; 4], body: &[u8], at: u64) -> Result<(), String> {
+    let mut pos = 0;
+    while pos < body.len() {
+        let rest = &body[pos..];
+        let offset = at + pos as u64;
+        let name = String::from_utf8_lossy(kind);
+        let bad = |what: &str| Err(format!("{what} at offset {offset} in a {name} box"));
+        if rest.len() < 8 {
+            return bad("a truncated box header");
+        }
+        let (header, size) = match u32::from_be_bytes(rest[..4].try_into().unwrap()) {
+            1 if rest.len() >= 16 => (16u64, u64::from_be_bytes(rest[8..16].try_into().unwrap())),
+            1 => return bad("a truncated box header"),
+            size => (8, u64::from(size)),
+        };
+        if size < header || size > rest.len() as u64 {
+            return bad(&format!("bad box size {size}"));
+        }
+        let child: [u8; 4] = rest[4..8].try_into().unwrap();
+        let child_body = &rest[header as usize..size as usize];
+        if let Some(skip) = children_start(kind, &child, child_body) {
+            let Some(children) = child_body.get(skip..) else {
+                return bad("a box too short for its fields");
+            };
+            check_tree(&child, children, offset + header + skip as u64)?;
+        }
+        pos += size as usize;
+    }
+    Ok(())
 }
 
 /// The text of an item's `data` atom, if it holds UTF-8 text (type 1).
@@ -110,7 +223,19 @@ fn item_key(kind: &[u8; 4], item: &[u8]) -> Option<String> {
 
 /// Reads the text tags of the file, in file order. Unknown or non-text items are skipped.
 pub(crate) fn read_tags(path: &Path) -> Result<Vec<(String, String)>, MediaError> {
-    let moov = read_moov(path)?;
+    let f = File::open(path).map_err(|e| MediaError::io(path, e))?;
+    let len = f.metadata().map_err(|e| MediaError::io(path, e))?.len();
+    read_tags_from(f, len, path)
+}
+
+/// [`read_tags`] of the `len`-byte MP4 that `reader` reads from its start; `path` only names
+/// it in errors.
+pub(crate) fn read_tags_from(
+    reader: impl Read + Seek,
+    len: u64,
+    path: &Path,
+) -> Result<Vec<(String, String)>, MediaError> {
+    let moov = read_moov(reader, len, path)?;
     let Some(meta) = child(&moov, b"udta").and_then(|u| child(u, b"meta")) else {
         return Ok(Vec::new());
     };
@@ -141,6 +266,17 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(&v[0].0, b"abcd");
         assert_eq!(v[0].1, &[7]);
+    }
+
+    /// A 64-bit box size near 2^64 overflowed `pos + size`.
+    #[test]
+    fn a_64_bit_box_size_past_the_end_is_a_container_error() {
+        let mut data = vec![0, 0, 0, 1, b'f', b'r', b'e', b'e'];
+        data.extend_from_slice(&u64::MAX.to_be_bytes());
+        data.extend_from_slice(&[0; 16]);
+        let len = data.len() as u64;
+        let e = read_tags_from(std::io::Cursor::new(data), len, Path::new("big.mp4")).unwrap_err();
+        assert!(e.to_string().contains("bad box size"), "{e}");
     }
 
     #[test]

@@ -108,31 +108,60 @@ pub fn mmap_var_builder(
 /// Reads and parses a safetensors file's header (only the header), so that a truncated or
 /// foreign file is reported by name before anything is mapped.
 fn check_header(path: &Path) -> Result<(), WeightsError> {
-    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|source| WeightsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let io = |source| WeightsError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let bad = |reason: String| WeightsError::Open {
-        path: path.to_path_buf(),
-        source: candle_core::Error::Msg(reason),
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
     let file_len = f.metadata().map_err(io)?.len();
+    read_header(&mut f, file_len).map_err(|e| match e {
+        HeaderError::Io(source) => io(source),
+        HeaderError::Invalid(reason) => WeightsError::Open {
+            path: path.to_path_buf(),
+            source: candle_core::Error::Msg(reason),
+        },
+    })?;
+    Ok(())
+}
+
+/// Longest safetensors header accepted, in bytes (the format's own limit is 100 MB).
+pub const MAX_HEADER_BYTES: u64 = 100 << 20;
+
+/// Why a safetensors header was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    /// The bytes are not a safetensors header (the reason says how).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Io(std::io::Error),
+}
+
+/// Reads the header of a safetensors file of `file_len` bytes from `reader`, positioned at
+/// its start: the 8-byte little-endian length, then that many bytes of JSON, which must fit
+/// in the file. Reads nothing past the header and allocates at most its (bounded) length.
+/// Returns the parsed JSON.
+pub fn read_header(
+    mut reader: impl std::io::Read,
+    file_len: u64,
+) -> Result<serde_json::Value, HeaderError> {
     let mut len = [0u8; 8];
-    f.read_exact(&mut len)
-        .map_err(|_| bad("shorter than a safetensors header".into()))?;
+    reader
+        .read_exact(&mut len)
+        .map_err(|_| HeaderError::Invalid("shorter than a safetensors header".into()))?;
     let n = u64::from_le_bytes(len);
-    if n > 100 << 20 || 8 + n > file_len {
-        return Err(bad(format!(
+    if n > MAX_HEADER_BYTES || 8 + n > file_len {
+        return Err(HeaderError::Invalid(format!(
             "header length {n} does not fit the file ({file_len} bytes): truncated or not safetensors"
         )));
     }
     let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header).map_err(io)?;
-    serde_json::from_slice::<serde_json::Value>(&header)
-        .map_err(|e| bad(format!("unreadable safetensors header: {e}")))?;
-    Ok(())
+    reader.read_exact(&mut header).map_err(HeaderError::Io)?;
+    serde_json::from_slice(&header)
+        .map_err(|e| HeaderError::Invalid(format!("unreadable safetensors header: {e}")))
 }
 
 /// Sizes of `files` as the file system reports them.
@@ -209,6 +238,26 @@ mod tests {
             component_files(d, "diffusion_pytorch_model"),
             Err(WeightsError::BadIndex { .. })
         ));
+    }
+
+    #[test]
+    fn headers_are_read_from_bytes_within_their_bounds() {
+        let json = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+        let mut file = (json.len() as u64).to_le_bytes().to_vec();
+        file.extend_from_slice(json);
+        file.extend_from_slice(&1f32.to_le_bytes());
+        let header = read_header(&file[..], file.len() as u64).unwrap();
+        assert_eq!(header["w"]["shape"], serde_json::json!([1]));
+        let reason = |bytes: &[u8]| match read_header(bytes, bytes.len() as u64) {
+            Err(HeaderError::Invalid(reason)) => reason,
+            other => panic!("expected an invalid header, got {other:?}"),
+        };
+        assert!(reason(&file[..5]).contains("shorter than"));
+        assert!(reason(&file[..20]).contains("does not fit the file (20 bytes)"));
+        assert!(reason(&u64::MAX.to_le_bytes()).contains("header length"));
+        let mut not_json = 4u64.to_le_bytes().to_vec();
+        not_json.extend_from_slice(b"{{{{");
+        assert!(reason(&not_json).contains("unreadable safetensors header"));
     }
 
     #[test]

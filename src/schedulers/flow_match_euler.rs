@@ -118,13 +118,17 @@ fn validate(c: &FlowMatchEulerConfig) -> Result<(), UnsupportedOption> {
             return Err(UnsupportedOption::new(field, on, reason));
         }
     }
-    if !(c.shift.is_finite() && c.shift > 0.0) {
+    // The constructor computes the training sigmas in f32, so the shift must be a positive
+    // f32 (a shift that rounds to 0 or infinity makes them 0/0 or inf/inf).
+    let shift32 = c.shift as f32;
+    if !(shift32.is_normal() && shift32 > 0.0) {
         return Err(UnsupportedOption::new(
             "shift",
             c.shift,
-            "the shift must be positive",
+            "the shift must be positive and within f32's normal range",
         ));
     }
+    super::check_shift_terminal(c.shift_terminal)?;
     if c.num_train_timesteps == 0 {
         return Err(UnsupportedOption::new(
             "num_train_timesteps",

@@ -160,6 +160,19 @@ pub fn scheduler_from_json(
     }
 }
 
+/// `shift_terminal`, when set and non-zero, is the last sigma of the stretched schedule: a
+/// noise level strictly between 0 and 1.
+pub(crate) fn check_shift_terminal(terminal: Option<f64>) -> Result<(), UnsupportedOption> {
+    match terminal {
+        Some(t) if t != 0.0 && !(t > 0.0 && t < 1.0) => Err(UnsupportedOption::new(
+            "shift_terminal",
+            t,
+            "the terminal sigma must be between 0 and 1 (exclusive), or 0 / null for none",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `np.linspace(start, stop, num)` (endpoint included), rounding as numpy does:
 /// `i * step + start`, with the last value set to `stop`.
 pub(crate) fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
@@ -176,11 +189,16 @@ pub(crate) fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
 }
 
 /// diffusers' `stretch_shift_to_terminal`: rescales `1 - sigma` so that the last sigma
-/// becomes `terminal`.
+/// becomes `terminal`. A schedule that ends at 1 (one step from pure noise) is left as it
+/// is: the formula would divide 0 by 0 there (diffusers returns NaN), and a sigma of 1 is a
+/// fixed point of the stretch.
 pub(crate) fn stretch_to_terminal(sigmas: &mut [f64], terminal: f64) {
     let Some(&last) = sigmas.last() else {
         return;
     };
+    if last >= 1.0 {
+        return;
+    }
     let scale = (1.0 - last) / (1.0 - terminal);
     for s in sigmas.iter_mut() {
         *s = 1.0 - (1.0 - *s) / scale;

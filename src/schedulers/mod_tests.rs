@@ -186,6 +186,47 @@ fn config_rejects_euler_options_that_change_the_math() {
     }
 }
 
+/// A huge `solver_order` allocated that many history slots; a terminal
+/// sigma outside (0, 1) or a shift that is 0 or infinite in f32 gave non-finite or
+/// out-of-range sigmas.
+#[test]
+fn config_rejects_sizes_and_levels_that_break_the_schedule() {
+    for order in ["4", "1000000000000000"] {
+        let (field, _) = unsupported_field(&unipc_with("solver_order", order));
+        assert_eq!(field, "solver_order", "{order}");
+    }
+    scheduler_from_json(&unipc_with("solver_order", "3"), Path::new("x")).unwrap();
+    for terminal in ["1.0", "2.0", "-0.5"] {
+        let (field, _) = unsupported_field(&unipc_with("shift_terminal", terminal));
+        assert_eq!(field, "shift_terminal", "unipc {terminal}");
+        let (field, _) = unsupported_field(&euler_with("shift_terminal", terminal));
+        assert_eq!(field, "shift_terminal", "euler {terminal}");
+    }
+    for shift in ["1e300", "1e-300"] {
+        assert_eq!(unsupported_field(&euler_with("shift", shift)).0, "shift");
+    }
+}
+
+/// Found by the `model_config` fuzz check on its seed corpus: with a terminal sigma, a
+/// one-step schedule (which starts and ends at sigma 1) stretched by 0/0 into NaN.
+#[test]
+fn a_one_step_schedule_with_a_terminal_sigma_is_finite() {
+    let origin = Path::new("x.json");
+    for json in [
+        euler_with("shift_terminal", "0.1"),
+        unipc_with("shift_terminal", "0.1"),
+    ] {
+        let mut s = scheduler_from_json(&json, origin).unwrap();
+        for steps in [1, 2, 30] {
+            s.set_timesteps(steps);
+            assert!(s.timesteps().iter().all(|t| t.is_finite()), "{json}");
+            assert!(s.sigmas().iter().all(|x| (0.0..=1.0).contains(x)), "{json}");
+        }
+        s.set_timesteps(1);
+        assert!(s.sigmas()[0] > 0.99, "{:?}", s.sigmas());
+    }
+}
+
 #[test]
 fn config_error_message_names_file_field_and_value() {
     let msg = config_error(&euler_with("stochastic_sampling", "true")).to_string();

@@ -340,6 +340,9 @@ fn solve(mut a: Vec<Vec<f32>>, mut b: Vec<f32>) -> Vec<f32> {
     b
 }
 
+/// Highest solver order accepted.
+pub const MAX_SOLVER_ORDER: usize = 3;
+
 fn validate(c: &UniPcConfig) -> Result<SolverType, UnsupportedOption> {
     if c.prediction_type != "flow_prediction" {
         return Err(UnsupportedOption::new(
@@ -403,6 +406,15 @@ fn validate(c: &UniPcConfig) -> Result<SolverType, UnsupportedOption> {
             "the order must be at least 1",
         ));
     }
+    if c.solver_order > MAX_SOLVER_ORDER {
+        return Err(UnsupportedOption::new(
+            "solver_order",
+            c.solver_order,
+            "orders above 3 are not supported (diffusers recommends 2 for guided sampling, \
+             3 for unguided)",
+        ));
+    }
+    super::check_shift_terminal(c.shift_terminal)?;
     if !(c.flow_shift.is_finite() && c.flow_shift > 0.0) {
         return Err(UnsupportedOption::new(
             "flow_shift",

@@ -72,6 +72,46 @@ fn expect_class<'a>(
     }
 }
 
+/// The checks across the transformer's and the VAE's (each already validated) configs, and
+/// what they fix for requests: `(size_multiple, temporal_scale)`, the pixels per latent cell
+/// times the transformer's patch, and the frames per latent frame after the first.
+/// `transformer_path` only names the file in errors.
+pub fn pipeline_geometry(
+    transformer: &WanTransformerConfig,
+    vae: &WanVaeConfig,
+    transformer_path: &Path,
+) -> Result<(u32, u32), PipelineError> {
+    let [pt, ph, pw] = transformer.patch();
+    if pt != 1 || ph != pw || !(1..=8).contains(&ph) {
+        return Err(bad(
+            transformer_path,
+            format!(
+                "patch_size {:?} is not supported (expected [1, p, p])",
+                transformer.patch_size
+            ),
+        ));
+    }
+    if transformer.in_channels != vae.z_dim {
+        return Err(bad(
+            transformer_path,
+            format!(
+                "in_channels {} does not match the VAE's z_dim {}",
+                transformer.in_channels, vae.z_dim
+            ),
+        ));
+    }
+    // The VAE's checks keep its compressions at most 128 and the patch is at most 8, so the
+    // size multiple is at most MAX_SIZE_MULTIPLE.
+    Ok((
+        (vae.spatial_compression() * ph) as u32,
+        vae.temporal_compression() as u32,
+    ))
+}
+
+/// Largest size multiple (pixels per latent cell times the patch) a pipeline can need: there
+/// is then always a size between 256 and 1280 for requests.
+pub const MAX_SIZE_MULTIPLE: u32 = 1024;
+
 /// Reads a `WanPipeline` folder's metadata and the sizes of its files; reads no weights.
 pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
     let index_path = dir.join(MODEL_INDEX);
@@ -174,25 +214,7 @@ pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
         .map_err(|e| bad(&scheduler_cfg, e.to_string()))?;
     crate::schedulers::scheduler_from_json(&scheduler_json, &scheduler_cfg)
         .map_err(|e| bad(&scheduler_cfg, e.to_string()))?;
-    let [pt, ph, pw] = transformer.patch();
-    if pt != 1 || ph != pw || !(1..=8).contains(&ph) {
-        return Err(bad(
-            &transformer_cfg,
-            format!(
-                "patch_size {:?} is not supported (expected [1, p, p])",
-                transformer.patch_size
-            ),
-        ));
-    }
-    if transformer.in_channels != vae.z_dim {
-        return Err(bad(
-            &transformer_cfg,
-            format!(
-                "in_channels {} does not match the VAE's z_dim {}",
-                transformer.in_channels, vae.z_dim
-            ),
-        ));
-    }
+    let (size_multiple, temporal_scale) = pipeline_geometry(&transformer, &vae, &transformer_cfg)?;
     let name = index
         .name_or_path
         .clone()
@@ -208,8 +230,8 @@ pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
         name,
         pipeline_class: index.class_name,
         scheduler_class: scheduler_class.to_string(),
-        size_multiple: (vae.spatial_compression() * ph) as u32,
-        temporal_scale: vae.temporal_compression() as u32,
+        size_multiple,
+        temporal_scale,
         files,
         text_encoder,
         transformer,
@@ -219,38 +241,54 @@ pub fn inspect_dir(dir: &Path) -> Result<WanManifest, PipelineError> {
 }
 
 impl WanManifest {
-    /// Wan2.1's defaults (832×480, 81 frames at 16 fps, guidance 5) within the product's
-    /// rules; sizes widen to 1280 for the 14B model's 1280×720.
+    /// The request limits of this pipeline: [`wan_limits`] for its geometry.
     pub fn limits(&self) -> Limits {
-        let side = |default| Bound {
-            min: 256,
-            max: 1280,
-            default,
-        };
-        Limits {
-            native_width: 832,
-            native_height: 480,
-            frames: Bound {
-                min: 1 + self.temporal_scale,
-                max: 81,
-                default: 81,
-            },
-            frame_step: self.temporal_scale,
-            fps: Bound {
-                min: 1,
-                max: 30,
-                default: 16,
-            },
-            guidance: Bound {
-                min: 1.0,
-                max: 15.0,
-                default: 5.0,
-            },
-            width: side(832),
-            height: side(480),
-            size_multiple: self.size_multiple,
-            presets: Limits::full_sampler_presets(20, 30, 50),
-        }
+        wan_limits(self.size_multiple, self.temporal_scale)
+    }
+}
+
+/// The request limits of a Wan2.1 pipeline whose sizes are multiples of `size_multiple` and
+/// whose frame counts are `1 + k · temporal_scale` ([`pipeline_geometry`]): Wan2.1's
+/// defaults (832×480, 81 frames at 16 fps, guidance 5) within the product's rules; sizes
+/// widen to 1280 for the 14B model's 1280×720. For another geometry the sizes and frame
+/// counts snap to the nearest it can make, so that the defaults are always valid.
+pub fn wan_limits(size_multiple: u32, temporal_scale: u32) -> Limits {
+    let m = size_multiple.clamp(1, MAX_SIZE_MULTIPLE);
+    let (min, max) = (256u32.div_ceil(m) * m, 1280 / m * m);
+    let side = |default: u32| Bound {
+        min,
+        max,
+        default: ((default + m / 2) / m * m).clamp(min, max),
+    };
+    let height = side(480);
+    // Landscape, but no wider than twice the height (the aspect-ratio rule).
+    let mut width = side(832);
+    width.default = width.default.min(2 * height.default / m * m);
+    let step = temporal_scale.max(1);
+    let most_frames = 1 + (80 / step).max(1) * step;
+    Limits {
+        native_width: 832,
+        native_height: 480,
+        frames: Bound {
+            min: 1 + step,
+            max: most_frames,
+            default: most_frames,
+        },
+        frame_step: temporal_scale,
+        fps: Bound {
+            min: 1,
+            max: 30,
+            default: 16,
+        },
+        guidance: Bound {
+            min: 1.0,
+            max: 15.0,
+            default: 5.0,
+        },
+        width,
+        height,
+        size_multiple: m,
+        presets: Limits::full_sampler_presets(20, 30, 50),
     }
 }
 
@@ -312,6 +350,35 @@ mod tests {
         assert_eq!((l.frames.default, l.frame_step, l.fps.default), (81, 4, 16));
         assert_eq!(l.guidance.default, 5.0);
         assert!(l.preset(Quality::High).steps.min >= 50);
+    }
+
+    /// Any geometry the configs allow gives limits whose defaults pass validation (a patch
+    /// of 3 used to leave the defaults 832×480 off its multiples of 24).
+    #[test]
+    fn limits_of_every_geometry_accept_their_defaults() {
+        assert_eq!(
+            wan_limits(16, 4),
+            WanManifest::limits(&inspect_dir(&tiny()).unwrap())
+        );
+        let request = crate::request::RawRequest {
+            prompt: Some("a ball".into()),
+            ..Default::default()
+        };
+        for spatial in [1, 2, 4, 8, 16, 32, 64, 128] {
+            for patch in 1..=8 {
+                for temporal in [1, 2, 4, 8, 16, 32, 64, 128] {
+                    let l = wan_limits(spatial * patch, temporal);
+                    let v = crate::request::validate(&request, &l)
+                        .unwrap_or_else(|e| panic!("{spatial}x{patch}, {temporal}: {e}; {l:?}"));
+                    assert!(v.params.frames <= 81.max(1 + temporal));
+                }
+            }
+        }
+        let l = wan_limits(24, 4);
+        assert_eq!((l.width.default, l.height.default), (840, 480));
+        assert_eq!((l.width.min, l.width.max), (264, 1272));
+        let l = wan_limits(16, 32);
+        assert_eq!((l.frames.min, l.frames.max, l.frames.default), (33, 65, 65));
     }
 
     #[test]

@@ -259,3 +259,23 @@ fn config_rejects_what_is_not_wan21_t2v() {
     let vb = VarBuilder::zeros(DType::F32, &Device::Cpu);
     assert!(WanTransformer::new(&cfg, vb).is_err());
 }
+
+/// Sizes whose products overflow (heads × head dim) are refused, not multiplied.
+#[test]
+fn config_rejects_sizes_above_the_limit() {
+    use super::config::MAX_SIZE;
+    for (field, value) in [
+        ("num_attention_heads", 1usize << 40),
+        ("attention_head_dim", 1 << 40),
+        ("ffn_dim", MAX_SIZE + 1),
+        ("num_layers", MAX_SIZE + 1),
+    ] {
+        let mut v = tiny_config_json();
+        v[field] = value.into();
+        let err = parse(&v).unwrap_err().to_string();
+        assert!(err.contains(field) && err.contains("is above"), "{err}");
+    }
+    let mut v = tiny_config_json();
+    v["patch_size"] = serde_json::json!([1, MAX_SIZE * 2, MAX_SIZE * 2]);
+    assert!(parse(&v).unwrap_err().to_string().contains("patch_size"));
+}

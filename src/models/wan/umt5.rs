@@ -20,6 +20,10 @@ use serde::Deserialize;
 use super::tokenizer::{WanTokenizer, prompt_clean};
 use crate::nn::norm::rms_norm;
 
+/// Largest width, count or distance a config may give (umt5-xxl's vocabulary is 256,384),
+/// so that products of a few cannot overflow.
+pub const MAX_SIZE: usize = 1 << 20;
+
 /// Errors from reading or validating a UMT5 `config.json`.
 #[derive(Debug, thiserror::Error)]
 pub enum Umt5ConfigError {
@@ -126,7 +130,12 @@ impl Umt5Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|source| Umt5ConfigError::Parse {
+        Self::from_json(text.as_bytes(), path)
+    }
+
+    /// Parses and validates the bytes of a `config.json`; `path` only names the file in errors.
+    pub fn from_json(bytes: &[u8], path: &Path) -> std::result::Result<Self, Umt5ConfigError> {
+        let cfg: Self = serde_json::from_slice(bytes).map_err(|source| Umt5ConfigError::Parse {
             path: path.to_path_buf(),
             source,
         })?;
@@ -169,6 +178,34 @@ impl Umt5Config {
         }
         if self.d_model == 0 || self.d_kv == 0 || self.num_heads == 0 || self.vocab_size == 0 {
             return unsupported("a zero model dimension".to_string());
+        }
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("d_model", self.d_model),
+            ("d_kv", self.d_kv),
+            ("d_ff", self.d_ff),
+            ("num_layers", self.num_layers),
+            ("num_heads", self.num_heads),
+            (
+                "relative_attention_num_buckets",
+                self.relative_attention_num_buckets,
+            ),
+            (
+                "relative_attention_max_distance",
+                self.relative_attention_max_distance,
+            ),
+        ];
+        if let Some((name, v)) = sizes.into_iter().find(|&(_, v)| v > MAX_SIZE) {
+            return unsupported(format!("{name} {v} is above {MAX_SIZE}"));
+        }
+        // Distances beyond a quarter of the buckets are placed on a log scale up to the max
+        // distance; with a max distance at or below that quarter the scale divides by zero.
+        let exact = self.relative_attention_num_buckets / 4;
+        if self.relative_attention_max_distance <= exact {
+            return unsupported(format!(
+                "relative_attention_max_distance {} must be above a quarter of the {} buckets",
+                self.relative_attention_max_distance, self.relative_attention_num_buckets
+            ));
         }
         Ok(Umt5FeedForward { gated, activation })
     }

@@ -583,3 +583,36 @@ fn streaming_names_what_is_wrong_with_a_checkpoint() {
         .to_string();
     assert!(err.contains("163") && err.contains("vocabulary"), "{err}");
 }
+
+/// A max distance at or below a quarter of the buckets made the log-scale buckets divide by
+/// zero (an overflow panic); huge sizes are refused before anything multiplies them.
+#[test]
+fn config_rejects_a_degenerate_bucket_scale_and_huge_sizes() {
+    let base = r#""vocab_size": 10, "d_model": 8, "d_kv": 2, "d_ff": 16, "num_layers": 1"#;
+    let parse = |extra: &str| {
+        let json = format!(r#"{{{base}, "num_heads": 4{extra}}}"#);
+        Umt5Config::from_json(json.as_bytes(), Path::new("text_encoder/config.json"))
+    };
+    let ok =
+        parse(r#", "relative_attention_num_buckets": 32, "relative_attention_max_distance": 9"#)
+            .unwrap();
+    assert!((-511..=511).all(|r| relative_position_bucket(
+        r,
+        32,
+        ok.relative_attention_max_distance
+    ) < 32));
+    for distance in [0, 8] {
+        let extra = format!(
+            r#", "relative_attention_num_buckets": 32, "relative_attention_max_distance": {distance}"#
+        );
+        let err = parse(&extra).unwrap_err().to_string();
+        assert!(err.contains("relative_attention_max_distance"), "{err}");
+    }
+    let err = parse(r#", "relative_attention_num_buckets": 1099511627776"#)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("num_buckets 1099511627776 is above"), "{err}");
+    parse("").unwrap();
+    let err = Umt5Config::from_json(b"{", Path::new("text_encoder/config.json")).unwrap_err();
+    assert!(matches!(err, Umt5ConfigError::Parse { .. }), "{err}");
+}

@@ -10,6 +10,10 @@ pub const TRANSFORMER_CLASS: &str = "WanTransformer3DModel";
 /// The only query/key normalisation Wan2.1 uses (RMS over all heads' channels at once).
 pub const QK_NORM: &str = "rms_norm_across_heads";
 
+/// Largest size (width, count, length) a config may give: far above Wan2.1 14B's (5120 wide,
+/// 40 layers), low enough that products of a few sizes cannot overflow.
+pub const MAX_SIZE: usize = 1 << 20;
+
 /// Why a transformer config was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum TransformerConfigError {
@@ -141,6 +145,16 @@ impl WanTransformerConfig {
         ];
         if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
             return unsupported(format!("{name} is 0"));
+        }
+        let all_sizes = sizes.iter().copied().chain([
+            ("attention_head_dim", self.attention_head_dim),
+            ("out_channels", self.out_channels.unwrap_or(0)),
+            ("num_layers", self.num_layers),
+        ]);
+        for (name, v) in all_sizes.chain(self.patch_size.iter().map(|&p| ("patch_size", p))) {
+            if v > MAX_SIZE {
+                return unsupported(format!("{name} {v} is above {MAX_SIZE}"));
+            }
         }
         if self.attention_head_dim == 0 || !self.attention_head_dim.is_multiple_of(2) {
             return unsupported(format!(

@@ -5,6 +5,12 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// Most resolution stages (`dim_mult` entries) supported: 8 gives up to 128 pixels and
+/// 128 frames per latent cell.
+pub const MAX_STAGES: usize = 8;
+/// Largest width or count a config may give, so that products of a few cannot overflow.
+pub const MAX_SIZE: usize = 1 << 20;
+
 /// Why a VAE config cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum VaeConfigError {
@@ -178,11 +184,31 @@ impl WanVaeConfig {
                 self.dim_mult
             ));
         }
+        if self.dim_mult.len() > MAX_STAGES {
+            return unsupported(format!(
+                "dim_mult has {} stages; at most {MAX_STAGES} are supported (Wan2.1 has 4)",
+                self.dim_mult.len()
+            ));
+        }
         if self.base_dim == 0 || self.z_dim == 0 || self.decoder_base_dim == Some(0) {
             return invalid("base_dim, decoder_base_dim and z_dim must be positive".into());
         }
         if self.num_res_blocks == 0 {
             return invalid("num_res_blocks must be at least 1".into());
+        }
+        let sizes = [
+            ("base_dim", self.base_dim),
+            ("decoder_base_dim", self.decoder_base_dim()),
+            ("z_dim", self.z_dim),
+            ("num_res_blocks", self.num_res_blocks),
+        ];
+        let multipliers = self.dim_mult.iter().map(|&m| ("dim_mult", m));
+        if let Some((name, v)) = sizes
+            .into_iter()
+            .chain(multipliers)
+            .find(|&(_, v)| v > MAX_SIZE)
+        {
+            return unsupported(format!("{name} {v} is above {MAX_SIZE}"));
         }
         if self.temperal_downsample.len() + 1 != self.dim_mult.len() {
             return invalid(format!(

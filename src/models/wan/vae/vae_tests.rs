@@ -207,3 +207,28 @@ fn config_rejects_unsupported_variants() {
     cfg["z_dim"] = serde_json::json!("four");
     assert!(matches!(parse(&cfg), Err(VaeConfigError::Parse(_))));
 }
+
+/// More stages than a shift can count (64 would overflow `1 << stages`) or widths whose
+/// products overflow are refused.
+#[test]
+fn config_rejects_too_many_stages_or_sizes_above_the_limit() {
+    let mut cfg = fixture_config();
+    cfg["dim_mult"] = serde_json::json!(vec![1; 65]);
+    cfg["temperal_downsample"] = serde_json::json!(vec![true; 64]);
+    let err = parse(&cfg).unwrap_err().to_string();
+    assert!(err.contains("65 stages"), "{err}");
+    let mut cfg = fixture_config();
+    cfg["dim_mult"] = serde_json::json!(vec![1; super::config::MAX_STAGES]);
+    cfg["temperal_downsample"] = serde_json::json!(vec![true; super::config::MAX_STAGES - 1]);
+    let ok = parse(&cfg).unwrap();
+    assert_eq!(
+        (ok.spatial_compression(), ok.temporal_compression()),
+        (128, 128)
+    );
+    for field in ["base_dim", "decoder_base_dim"] {
+        let mut cfg = fixture_config();
+        cfg[field] = serde_json::json!(1u64 << 40);
+        let err = parse(&cfg).unwrap_err().to_string();
+        assert!(err.contains(field) && err.contains("is above"), "{err}");
+    }
+}

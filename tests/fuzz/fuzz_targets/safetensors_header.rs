@@ -1,0 +1,5 @@
+//! Fuzz target `safetensors_header`: the checks are in `aivideo::fuzz_checks::safetensors_header`, shared with the corpus
+//! replay test (`tests/fuzz_corpus.rs`) that stable CI runs.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aivideo::fuzz_checks::safetensors_header(data));
