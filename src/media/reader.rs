@@ -504,6 +504,22 @@ mod tests {
         assert!(container_error(&fragmented).contains("fragmented"));
     }
 
+    /// Found by fuzzing: a top-level `emsg` box whose strings run past it made the `mp4`
+    /// crate underflow its message size (and allocate by the result).
+    #[test]
+    fn event_message_boxes_are_refused_before_the_mp4_crate_reads_them() {
+        let mp4 = small_mp4();
+        let ftyp = u32::from_be_bytes(mp4[..4].try_into().unwrap()) as usize;
+        // Version 0 and flags, then two short strings, and none of the four numbers that
+        // should follow them: the crate reads those from the next box and computes the
+        // message size as 16 - 32.
+        let emsg = [
+            0, 0, 0, 16, b'e', b'm', b's', b'g', 0, 0, 0, 0, b'a', 0, b'b', 0,
+        ];
+        let data = [&mp4[..ftyp], &emsg, &mp4[ftyp..]].concat();
+        assert!(container_error(&data).contains("emsg"));
+    }
+
     #[test]
     fn frame_sides_beyond_the_limit_are_refused() {
         let data = small_mp4();

@@ -108,7 +108,8 @@ fn read_moov(mut f: impl Read + Seek, len: u64, path: &Path) -> Result<Vec<u8>, 
 /// Checks, before the `mp4` crate parses the `len`-byte MP4 in `f`, the box sizes that the
 /// crate trusts: in the containers it walks, a box of size 0 made it loop forever, a size
 /// below a header's underflowed, and a size past its parent made it read or allocate beyond
-/// it. Fragmented files (`moof`), which this reader does not support, are refused here too.
+/// it. Fragmented files (`moof`) and event messages (`emsg`), which this reader does not
+/// support, are refused here too.
 pub(crate) fn check_structure(
     mut f: impl Read + Seek,
     len: u64,
@@ -120,6 +121,14 @@ pub(crate) fn check_structure(
                 return Err(MediaError::container(
                     path,
                     "fragmented MP4s (moof boxes) are not supported",
+                ));
+            }
+            // DASH event messages, which belong with fragments; the crate reads their strings
+            // past the box and underflows the message size.
+            b"emsg" => {
+                return Err(MediaError::container(
+                    path,
+                    "event message (emsg) boxes are not supported",
                 ));
             }
             b"moov" => {
