@@ -210,7 +210,7 @@ fn invalid_requests_are_rejected_without_a_job_or_a_file() {
     }
     let unknown = env.run(&["generate", "ok", "--bogus"]);
     unknown.expect_code(2);
-    assert!(!env.db_path().exists() || env.store().list(10, 0, None).unwrap().is_empty());
+    assert_eq!(env.job_count(), 0);
     assert!(files_in(&env.output_dir()).is_empty());
 }
 
@@ -261,7 +261,7 @@ fn a_prompts_file_makes_one_job_per_prompt_and_prints_json_lines() {
     let bad = env.path().join("bad.txt");
     std::fs::write(&bad, format!("a red ball\n{}\n", "y".repeat(1200))).unwrap();
     tiny(&env, &["--prompts", bad.to_str().unwrap()]).expect_code(2);
-    assert!(!env.db_path().exists() || env.store().list(10, 0, None).unwrap().is_empty());
+    assert_eq!(env.job_count(), 0);
 }
 
 #[test]
@@ -426,5 +426,5 @@ fn a_model_with_a_bad_checksum_is_a_clear_error_and_creates_no_job() {
     std::fs::remove_file(&weights).unwrap();
     let run = env.run(&["generate", "a red ball", "--model", dir.to_str().unwrap()]);
     assert!(run.stderr.contains("is missing"), "{}", run.stderr);
-    assert!(!env.db_path().exists() || env.store().list(10, 0, None).unwrap().is_empty());
+    assert_eq!(env.job_count(), 0);
 }

@@ -166,7 +166,7 @@ fn a_blob_that_does_not_match_its_sha256_is_never_used() {
     // No job for a model that could not be got.
     let g = run(with_hub(&env, &mock), &generate_args(REPO));
     assert_ne!(g.code, 0);
-    assert!(!env.db_path().exists() || env.store().list(10, 0, None).unwrap().is_empty());
+    assert_eq!(env.job_count(), 0);
     mock.clear_faults();
     run(with_hub(&env, &mock), &["models", "pull", REPO]).expect_code(0);
 }

@@ -20,10 +20,6 @@ fn generate_prompts(env: &TestEnv, file: &str) -> crate::util::Run {
     ])
 }
 
-fn no_jobs(env: &TestEnv) {
-    assert!(!env.db_path().exists() || env.store().list(10, 0, None).unwrap().is_empty());
-}
-
 #[test]
 fn a_prompts_file_with_invalid_utf8_names_the_line_and_exits_2() {
     let env = TestEnv::new();
@@ -38,7 +34,7 @@ fn a_prompts_file_with_invalid_utf8_names_the_line_and_exits_2() {
     assert_eq!(err["error_code"], "VALIDATION_ERROR");
     assert_eq!(err["details"]["line"], 3);
     assert!(err["error"].as_str().unwrap().contains("line 3"), "{err}");
-    no_jobs(&env);
+    assert_eq!(env.job_count(), 0);
 }
 
 #[test]
@@ -60,7 +56,7 @@ fn a_folder_or_a_missing_file_as_prompts_is_a_usage_error() {
         msg.contains("missing.txt") && !msg.contains("os error"),
         "{msg}"
     );
-    no_jobs(&env);
+    assert_eq!(env.job_count(), 0);
 }
 
 #[test]
@@ -84,7 +80,7 @@ fn a_bad_prompt_in_a_file_is_named_by_its_line_and_nothing_runs() {
             .starts_with("line 3 of the prompts file"),
         "{err}"
     );
-    no_jobs(&env);
+    assert_eq!(env.job_count(), 0);
 }
 
 #[test]
@@ -106,7 +102,7 @@ fn control_characters_in_a_prompt_are_refused() {
         err["details"]["value"].as_str().unwrap().contains("U+0000"),
         "{err}"
     );
-    no_jobs(&env);
+    assert_eq!(env.job_count(), 0);
 }
 
 #[test]

@@ -28,13 +28,6 @@ fn generate(env: &TestEnv, out: &str, extra: &[&str]) -> crate::util::Run {
     env.run(&args)
 }
 
-fn jobs(env: &TestEnv) -> usize {
-    if !env.db_path().exists() {
-        return 0;
-    }
-    env.store().list(100, 0, None).unwrap().len()
-}
-
 #[test]
 fn a_video_named_like_its_thumbnail_is_refused_before_any_job() {
     let env = TestEnv::new();
@@ -46,7 +39,7 @@ fn a_video_named_like_its_thumbnail_is_refused_before_any_job() {
         run.expect_code(2);
         assert!(run.stderr.contains("the same file"), "{}", run.stderr);
     }
-    assert_eq!(jobs(&env), 0);
+    assert_eq!(env.job_count(), 0);
     assert!(
         files_in(env.path()).iter().all(|f| f == "data"),
         "{:?}",
@@ -68,7 +61,7 @@ fn an_existing_file_is_kept_unless_overwrite_is_given() {
         "{err}"
     );
     assert_eq!(std::fs::read(&video).unwrap(), b"the user's own file");
-    assert_eq!(jobs(&env), 0);
+    assert_eq!(env.job_count(), 0);
 
     // The thumbnail beside it counts too.
     std::fs::remove_file(&video).unwrap();
@@ -90,7 +83,7 @@ fn an_existing_file_is_kept_unless_overwrite_is_given() {
     assert_ne!(std::fs::read(&thumb).unwrap(), b"the user's picture");
     let run = generate(&env, "clip.mp4", &["--overwrite"]);
     run.expect_code(0);
-    assert_eq!(jobs(&env), 2);
+    assert_eq!(env.job_count(), 2);
 }
 
 #[test]
@@ -109,7 +102,7 @@ fn folders_and_devices_are_refused_even_with_overwrite() {
     let meta = std::fs::metadata("/dev/null").unwrap();
     assert!(!meta.is_file(), "/dev/null was replaced by a regular file");
     assert!(!Path::new("/dev/null.jpg").exists());
-    assert_eq!(jobs(&env), 0);
+    assert_eq!(env.job_count(), 0);
 }
 
 #[test]
@@ -121,7 +114,7 @@ fn a_file_where_output_dir_should_be_is_a_usage_error() {
     let run = env.run(&["generate", "a red ball", "--model", model, "--steps", "1"]);
     run.expect_code(2);
     assert!(run.stderr.contains("not a folder"), "{}", run.stderr);
-    assert_eq!(jobs(&env), 0);
+    assert_eq!(env.job_count(), 0);
 }
 
 #[test]

@@ -82,6 +82,14 @@ impl TestEnv {
         Store::open(self.db_path()).expect("open test store")
     }
 
+    /// How many jobs the history holds (0 when no command created it yet).
+    pub fn job_count(&self) -> usize {
+        if !self.db_path().exists() {
+            return 0;
+        }
+        self.store().list(10_000, 0, None).unwrap().len()
+    }
+
     /// The binary with a clean, test-local environment and working directory.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_aivideo"));
