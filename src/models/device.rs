@@ -32,6 +32,30 @@ impl std::str::FromStr for DeviceChoice {
     }
 }
 
+/// The number type a model computes in (`--dtype`); `Auto` lets the model choose (f32 on
+/// the CPU, bf16 on a GPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Auto,
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    /// The candle number type, `None` for the model's own choice.
+    pub fn dtype(self) -> Option<candle_core::DType> {
+        match self {
+            Precision::Auto => None,
+            Precision::F32 => Some(candle_core::DType::F32),
+            Precision::Bf16 => Some(candle_core::DType::BF16),
+            Precision::F16 => Some(candle_core::DType::F16),
+        }
+    }
+}
+
 /// Opens the chosen device; `Auto` falls back to the CPU when no GPU can be opened.
 pub fn select_device(choice: DeviceChoice) -> Result<Device, PipelineError> {
     match choice {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use device::{DeviceChoice, select_device};
+pub use device::{DeviceChoice, Precision, select_device};
 pub use registry::{
     Configs, Family, Manifest, ManifestFile, ModelSource, Provenance, has_bundled, inspect, load,
     open,

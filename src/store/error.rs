@@ -47,6 +47,8 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("queued job {id} cannot run: {reason}")]
+    BadSpec { id: String, reason: String },
     #[error("the job database {} does not exist yet", path.display())]
     Missing { path: PathBuf },
     #[error(
@@ -105,7 +107,9 @@ impl StoreError {
             StoreError::NotFound { .. } => ErrorCode::NotFound,
             StoreError::Ambiguous { .. } => ErrorCode::AmbiguousId,
             StoreError::InvalidId { .. } => ErrorCode::ValidationError,
-            StoreError::InvalidTransition { .. } => ErrorCode::InternalError,
+            StoreError::InvalidTransition { .. } | StoreError::BadSpec { .. } => {
+                ErrorCode::InternalError
+            }
             _ => ErrorCode::DatabaseError,
         }
     }
@@ -113,7 +117,9 @@ impl StoreError {
     /// The `details` object of the JSON error.
     pub fn details(&self) -> Value {
         match self {
-            StoreError::NotFound { id } | StoreError::InvalidId { id, .. } => json!({ "id": id }),
+            StoreError::NotFound { id }
+            | StoreError::InvalidId { id, .. }
+            | StoreError::BadSpec { id, .. } => json!({ "id": id }),
             StoreError::Ambiguous {
                 prefix,
                 candidates,

@@ -95,6 +95,10 @@ pub struct Job {
     /// Host name of that process.
     #[serde(skip)]
     pub host: Option<String>,
+    /// The last progress a running job reported (kept once it ends).
+    pub progress: Option<super::JobProgress>,
+    /// How many times a process started running the job (more than 1 after retries).
+    pub attempts: u32,
 }
 
 impl Job {
@@ -133,7 +137,7 @@ fn ser_opt_ts<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S
 
 /// The column list every job query selects, in the order [`job_from_row`] reads.
 pub const JOB_COLUMNS: &str = "video_id, prompt, status, created_at, started_at, completed_at, \
-     processing_time, video_path, thumbnail_path, error_code, error_message, metadata, frames, pid, host";
+     processing_time, video_path, thumbnail_path, error_code, error_message, metadata, frames, pid, host, progress, attempts";
 
 fn conversion_error(idx: usize, msg: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, msg.into())
@@ -179,6 +183,12 @@ pub fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             .get::<_, Option<i64>>(13)?
             .and_then(|p| u32::try_from(p).ok()),
         host: row.get(14)?,
+        progress: match row.get::<_, Option<String>>(15)? {
+            None => None,
+            // Progress is advisory: an unreadable record is shown as none.
+            Some(text) => serde_json::from_str(&text).ok(),
+        },
+        attempts: row.get::<_, i64>(16)?.clamp(0, i64::from(u32::MAX)) as u32,
     })
 }
 

@@ -8,6 +8,7 @@
 mod error;
 mod job;
 mod process;
+mod queue;
 mod recovery;
 mod stats;
 
@@ -20,6 +21,7 @@ use serde_json::Value;
 pub use error::StoreError;
 pub use job::{JOB_COLUMNS, Job, JobStatus, format_ts, job_from_row, now, parse_ts};
 pub use process::{identity_of, own_identity, owner_alive, pid_alive, this_host};
+pub use queue::{CancelOutcome, JobProgress, JobSpec, NewJob, new_job_id};
 pub use stats::{ProcessingTimeStats, StatusCounts, StoreStats};
 
 use crate::error::ErrorCode;
@@ -58,6 +60,17 @@ const MIGRATIONS: &[&str] = &[
     // folders a job writes into, so that recovery can remove a dead job's temporary files.
     "ALTER TABLE jobs ADD COLUMN proc_start TEXT;
     ALTER TABLE jobs ADD COLUMN work_dirs TEXT;",
+    // 3: the persistent queue. `queued` jobs wait for any worker with what running them
+    // needs (`spec`, JSON); `attempts` counts claims and `max_retries` bounds re-runs after a
+    // worker died; `cancel_requested` is how another process stops a running job; `progress`
+    // (JSON) is the running job's last reported step.
+    "ALTER TABLE jobs ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN spec TEXT;
+    ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN max_retries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN progress TEXT;
+    CREATE INDEX jobs_queue ON jobs (created_at) WHERE status = 'pending' AND queued = 1;",
 ];
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -239,7 +252,7 @@ impl Store {
     /// Records a new `pending` job owned by this process.
     pub fn create_job(&self, prompt: &str, metadata: &Value) -> Result<Job> {
         let job = Job {
-            video_id: uuid::Uuid::new_v4().to_string(),
+            video_id: new_job_id(),
             prompt: prompt.to_string(),
             status: JobStatus::Pending,
             created_at: now(),
@@ -254,6 +267,8 @@ impl Store {
             frames: frames_of(metadata),
             pid: Some(std::process::id()),
             host: Some(self.host.clone()),
+            progress: None,
+            attempts: 0,
         };
         self.conn
             .execute(
@@ -283,7 +298,7 @@ impl Store {
     /// `pending` → `processing`, owned by process `pid` on `host` (for workers and tests).
     pub fn mark_processing_as(&self, id: &str, pid: u32, host: &str) -> Result<Job> {
         let sql = "UPDATE jobs SET status = 'processing', started_at = ?1, pid = ?2, host = ?3,
-                   proc_start = ?4 WHERE video_id = ?5 AND status = 'pending'";
+                   proc_start = ?4, attempts = attempts + 1 WHERE video_id = ?5 AND status = 'pending'";
         let now = format_ts(&now());
         let identity = if pid == std::process::id() && host == self.host {
             own_identity()

@@ -111,6 +111,9 @@ mod tests {
         assert!(!owner_alive(i64::from(std::process::id()), Some(&rebooted)));
         // No identity recorded: the live pid is trusted.
         assert!(owner_alive(i64::from(std::process::id()), None));
+        // Start times count clock ticks (10 ms): let one pass so that the child cannot share
+        // this process's tick.
+        std::thread::sleep(std::time::Duration::from_millis(30));
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()

@@ -1,5 +1,6 @@
 //! Crash recovery: jobs whose process is gone (see [`super::owner_alive`]) become `failed`
-//! with code `INTERRUPTED`, and the temporary files they left in their folders are removed.
+//! with code `INTERRUPTED` (or, for queued jobs with retries left, `pending` again for the
+//! next worker), and the temporary files they left in their folders are removed.
 
 use std::path::PathBuf;
 
@@ -11,24 +12,34 @@ impl Store {
     /// Marks `failed` (code `INTERRUPTED`) every unfinished job that belongs to a process on
     /// this host that no longer runs (see [`owner_alive`]: a reboot or a reused pid counts as
     /// gone), and removes that job's temporary files from the folders it was writing into.
-    /// Returns the ids it changed.
+    /// A queued job whose runs so far (`attempts`) do not exceed its `max_retries` goes back
+    /// to the queue instead, with the interruption noted in `metadata.interruptions`.
+    /// Queued jobs still waiting have no owner and are left alone. Returns the ids it changed.
     pub fn recover_interrupted(&self) -> Result<Vec<String>> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT video_id, pid, proc_start, work_dirs FROM jobs
+                "SELECT video_id, pid, proc_start, work_dirs, queued, attempts, max_retries FROM jobs
                  WHERE status IN ('pending', 'processing') AND host = ?1 AND pid IS NOT NULL",
             )
             .map_err(|e| self.err(e))?;
-        type Owned = (String, i64, Option<String>, Option<String>);
+        type Owned = (String, i64, Option<String>, Option<String>, bool, i64, i64);
         let owned: Vec<Owned> = stmt
             .query_map([&self.host], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })
             .and_then(|rows| rows.collect())
             .map_err(|e| self.err(e))?;
         let mut recovered = Vec::new();
-        for (id, pid, identity, work_dirs) in owned {
+        for (id, pid, identity, work_dirs, queued, attempts, max_retries) in owned {
             if owner_alive(pid, identity.as_deref()) {
                 continue;
             }
@@ -37,9 +48,19 @@ impl Store {
                 self.host
             );
             let now = format_ts(&now());
-            let changed = self
-                .conn
-                .execute(
+            let retry = queued && attempts <= max_retries;
+            let changed = if retry {
+                self.conn.execute(
+                    "UPDATE jobs SET status = 'pending', started_at = NULL, pid = NULL,
+                            host = NULL, proc_start = NULL, progress = NULL,
+                            metadata = json_set(metadata, '$.interruptions',
+                                json(COALESCE(json_extract(metadata, '$.interruptions'), '[]')),
+                                '$.interruptions[#]', ?1)
+                     WHERE video_id = ?2 AND pid = ?3 AND status = 'processing'",
+                    params![format!("attempt {attempts}: {message}"), id, pid],
+                )
+            } else {
+                self.conn.execute(
                     &format!(
                         "UPDATE jobs SET status = 'failed', completed_at = ?1, error_code = ?2,
                          error_message = ?3, processing_time = {ELAPSED}
@@ -47,7 +68,8 @@ impl Store {
                     ),
                     params![now, INTERRUPTED, message, id, pid],
                 )
-                .map_err(|e| self.err(e))?;
+            }
+            .map_err(|e| self.err(e))?;
             if changed == 1 {
                 // Best effort: a folder that cannot be read keeps its leftovers.
                 for dir in parse_work_dirs(work_dirs.as_deref()) {

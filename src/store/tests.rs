@@ -110,6 +110,8 @@ fn json_uses_exactly_the_spec_field_names() {
         "error_code",
         "error_message",
         "metadata",
+        "progress",
+        "attempts",
     ];
     want.sort();
     assert_eq!(keys, want);
@@ -610,7 +612,7 @@ fn a_version_1_history_is_migrated_and_its_jobs_recover_by_pid() {
         }
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
     assert_eq!(store.get_exact("dead").unwrap().status, JobStatus::Failed);
     // No start identity recorded: a live pid is trusted, as before.
     assert_eq!(

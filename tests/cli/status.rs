@@ -110,12 +110,14 @@ fn status_of_one_job_by_unique_prefix() {
     assert_eq!(
         keys,
         [
+            "attempts",
             "completed_at",
             "created_at",
             "error_code",
             "error_message",
             "metadata",
             "processing_time",
+            "progress",
             "prompt",
             "started_at",
             "status",
