@@ -102,6 +102,10 @@ pub enum Command {
     /// List, inspect and delete models: the bundled one, the aliases, the Hugging Face cache
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Run queued jobs (from `generate --queue` or `aivideo serve`) until stopped
+    Worker(WorkerArgs),
+    /// Cancel a job: a queued one at once, a running one at its next step
+    Cancel(CancelArgs),
     /// Serve Prometheus metrics and health checks over HTTP (/metrics, /health, /status)
     ServeMetrics(ServeMetricsArgs),
     /// Train the bundled starter model on procedurally rendered clips (for developers)
@@ -182,6 +186,56 @@ pub struct GenerateArgs {
     /// Image format of the thumbnail
     #[arg(long, value_enum, default_value_t = ThumbnailFormat::Jpg, value_name = "FORMAT")]
     pub thumbnail_format: ThumbnailFormat,
+    /// Only enqueue the jobs and print their ids; `aivideo worker` (or `aivideo serve`) runs them
+    #[arg(long)]
+    pub queue: bool,
+    /// With --queue: run a job again, up to N times, when the process running it dies
+    #[arg(
+        long,
+        requires = "queue",
+        default_value_t = 0,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES)
+    )]
+    pub retries: u32,
+}
+
+/// Most re-runs a queued job may ask for.
+pub const MAX_RETRIES: i64 = 10;
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Jobs run at once, each by a worker with its own copy of the model [default: 1]
+    #[arg(
+        long,
+        env = "MAX_CONCURRENT_TASKS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
+    pub workers: Option<u32>,
+    /// Exit once the queue is empty instead of waiting for new jobs (exit 1 if a job failed)
+    #[arg(long)]
+    pub drain: bool,
+    /// On SIGINT or SIGTERM, cancel the running jobs instead of letting them finish
+    #[arg(long)]
+    pub cancel_on_shutdown: bool,
+    /// How often an idle worker looks for new jobs, in milliseconds
+    #[arg(
+        long,
+        default_value_t = 250,
+        value_name = "MS",
+        value_parser = clap::value_parser!(u64).range(10..=60_000)
+    )]
+    pub poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CancelArgs {
+    /// The job's id, or a unique prefix of it
+    pub id: String,
+    /// Wait until a running job has stopped (and print its final record)
+    #[arg(long)]
+    pub wait: bool,
 }
 
 /// Where the model runs.

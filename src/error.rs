@@ -49,10 +49,12 @@ pub enum ErrorCode {
     Canceled,
     InternalError,
     UsageError,
+    /// The job is not in a state that allows the request (canceling a finished job).
+    Conflict,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 9] = [
         ErrorCode::ValidationError,
         ErrorCode::NotFound,
         ErrorCode::AmbiguousId,
@@ -61,6 +63,7 @@ impl ErrorCode {
         ErrorCode::Canceled,
         ErrorCode::InternalError,
         ErrorCode::UsageError,
+        ErrorCode::Conflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::Canceled => "CANCELED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::UsageError => "USAGE_ERROR",
+            ErrorCode::Conflict => "CONFLICT",
         }
     }
 
@@ -80,7 +84,7 @@ impl ErrorCode {
     pub fn exit_code(self) -> u8 {
         match self {
             ErrorCode::AiVideoError | ErrorCode::InternalError => exit::JOB_FAILED,
-            ErrorCode::ValidationError | ErrorCode::UsageError => exit::USAGE,
+            ErrorCode::ValidationError | ErrorCode::UsageError | ErrorCode::Conflict => exit::USAGE,
             ErrorCode::NotFound | ErrorCode::AmbiguousId => exit::NOT_FOUND,
             ErrorCode::DatabaseError => exit::DATABASE,
             ErrorCode::Canceled => exit::CANCELED,
@@ -305,7 +309,8 @@ mod tests {
                 "AI_VIDEO_ERROR",
                 "CANCELED",
                 "INTERNAL_ERROR",
-                "USAGE_ERROR"
+                "USAGE_ERROR",
+                "CONFLICT"
             ]
         );
         for c in ErrorCode::ALL {

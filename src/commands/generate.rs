@@ -1,29 +1,23 @@
 //! `aivideo generate`: validate, record the job, run the model, write the MP4 and thumbnail.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::Path;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use candle_core::DType;
-use serde_json::{Value, json};
 
 mod files;
 mod input;
 
-use super::{Context, output_refused};
+use super::Context;
+use super::runner::report;
+use super::runner::{Runner, db_failure};
 use crate::cancel::CancelFlag;
 use crate::cli::{Device, GenerateArgs, Precision};
 use crate::error::{CliError, ErrorCode, exit};
-use crate::media::{self, ImageMetadata, VideoMetadata, WriteOptions};
-use crate::models::{
-    DeviceChoice, ModelSource, Phase, PipelineError, Provenance, Video, VideoModel, inspect, load,
-};
+use crate::models::{DeviceChoice, ModelSource, inspect, load};
 use crate::request::ValidatedRequest;
-use crate::store::{Job, Store};
-use files::{
-    Outputs, Owned, abort_hook, check_outputs, db_failure, output_paths, own, remove_outputs,
-};
+use crate::store::{Job, JobSpec, NewJob, new_job_id};
+use files::{check_outputs, output_paths};
 use input::{check_frames_dir, read_prompts, validate_prompt};
 
 pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
@@ -61,6 +55,9 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
     if let Some(dir) = &args.save_frames {
         check_frames_dir(dir, requests.len())?;
     }
+    if args.queue {
+        return enqueue(ctx, args, &requests);
+    }
 
     let spinner = p.spinner("loading model");
     let model = load(&manifest, device_choice(args.device), dtype(args.dtype))
@@ -84,17 +81,16 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
             ));
         }
         let batch = requests.len() > 1;
-        let run = Batch {
-            ctx,
-            args,
+        let runner = Runner {
             store: &store,
             model: model.as_ref(),
             hub: manifest.hub.as_ref(),
+            printer: p,
             cancel: &cancel,
-            batch,
+            foreground: true,
         };
-        let job = run_one(&run, req)?;
-        report(ctx, &job, batch)?;
+        let job = run_one(&runner, args, req, batch)?;
+        report(&ctx.printer, &job, batch)?;
         match job.status {
             crate::store::JobStatus::Canceled => return Ok(exit::CANCELED),
             crate::store::JobStatus::Failed => code = exit::JOB_FAILED,
@@ -113,285 +109,107 @@ fn device_choice(d: Device) -> DeviceChoice {
     }
 }
 
-fn dtype(p: Precision) -> Option<DType> {
+fn precision(p: Precision) -> crate::models::Precision {
     match p {
-        Precision::Auto => None,
-        Precision::F32 => Some(DType::F32),
-        Precision::Bf16 => Some(DType::BF16),
-        Precision::F16 => Some(DType::F16),
+        Precision::Auto => crate::models::Precision::Auto,
+        Precision::F32 => crate::models::Precision::F32,
+        Precision::Bf16 => crate::models::Precision::Bf16,
+        Precision::F16 => crate::models::Precision::F16,
     }
 }
 
-/// What every job of one `generate` shares.
-#[derive(Clone, Copy)]
-struct Batch<'a> {
-    ctx: &'a Context,
-    args: &'a GenerateArgs,
-    store: &'a Store,
-    model: &'a dyn VideoModel,
-    /// The Hub repository and commit the model came from.
-    hub: Option<&'a Provenance>,
-    cancel: &'a CancelFlag,
-    /// More than one prompt: frames go to `DIR/<video_id>/`, results are JSON lines.
-    batch: bool,
+fn dtype(p: Precision) -> Option<DType> {
+    precision(p).dtype()
 }
 
-/// Runs one accepted request as a job; the job ends `completed`, `failed` or `canceled`.
-/// When the job history cannot record the outcome, the job's files are removed (no record
-/// would own them), the failure is recorded if the freed space allows, and the database
-/// error is returned (exit 4).
-fn run_one(run: &Batch, req: &ValidatedRequest) -> Result<Job> {
-    let Batch {
-        ctx,
-        args,
-        store,
-        model,
-        hub,
-        cancel,
-        batch,
-    } = *run;
-    let mut meta = req.to_metadata();
-    meta["model"] = json!(model.info());
-    if let Some(hub) = hub {
-        meta["model"]["hub"] = json!(hub);
-    }
-    meta["device"] = json!(model.info().device);
-    let job = store.create_job(&req.params.prompt, &meta)?;
-    let id = job.video_id.clone();
-    let (video_path, thumb_path) = output_paths(args, &id);
+/// The job spec of one accepted request: its output paths (named after `id`) and how the
+/// model runs. With several prompts, frames go to `DIR/<video_id>/`.
+fn spec_for(args: &GenerateArgs, req: &ValidatedRequest, id: &str, batch: bool) -> JobSpec {
+    let (video_path, thumbnail_path) = output_paths(args, id);
     let frames_dir = args.save_frames.as_ref().map(|dir| {
-        let dir = if batch { dir.join(&id) } else { dir.clone() };
+        let dir = if batch { dir.join(id) } else { dir.clone() };
         std::path::absolute(&dir).unwrap_or(dir)
     });
-    let mut work_dirs: Vec<PathBuf> = video_path
-        .parent()
-        .map(Path::to_path_buf)
-        .into_iter()
-        .collect();
-    work_dirs.extend(frames_dir.clone());
-    let owned: Owned = Arc::default();
-    let quiet = ctx.printer.is_json() || ctx.global.quiet;
-    cancel.on_abort(abort_hook(
-        store.path().to_path_buf(),
-        id.clone(),
-        Arc::clone(&owned),
-        work_dirs.clone(),
-        quiet,
-    ));
-    let started = store
-        .set_work_dirs(&id, &work_dirs)
-        .and_then(|()| store.mark_processing(&id));
-    if let Err(e) = started {
-        cancel.clear_abort();
-        return Err(db_failure(store, &id, e.into(), &[], &work_dirs));
-    }
-    let start = Instant::now();
-    let mut written: Vec<PathBuf> = Vec::new();
-    let files = Outputs {
-        video: &video_path,
-        thumb: &thumb_path,
-        frames_dir: frames_dir.as_deref(),
-        owned: &owned,
-    };
-    let outcome = produce(
-        ctx,
-        args,
-        model,
-        req,
-        &id,
-        cancel,
-        &mut meta,
-        &mut written,
-        &files,
-    );
-    let total = start.elapsed().as_secs_f64();
-    meta["timings"]["total_s"] = json!(total);
-    crate::faults::point("before-record");
-    let recorded = match outcome {
-        Ok(()) => store.mark_completed(&id, &video_path, Some(&thumb_path), total, &meta),
-        Err(err) => {
-            remove_outputs(&id, &written, &work_dirs);
-            written.clear();
-            let message = CliError::from_anyhow(&err).full_message();
-            if matches!(
-                err.downcast_ref::<PipelineError>(),
-                Some(PipelineError::Canceled { .. })
-            ) {
-                store.mark_canceled(&id, &message)
-            } else {
-                let code = CliError::from_anyhow(&err).code;
-                let code = if code == ErrorCode::InternalError {
-                    ErrorCode::AiVideoError
-                } else {
-                    code
-                };
-                store.mark_failed(&id, code.as_str(), &message, Some(&meta))
-            }
-        }
-    };
-    cancel.clear_abort();
-    recorded.map_err(|e| db_failure(store, &id, e.into(), &written, &work_dirs))
-}
-
-/// Generates the frames and writes the files; records what it wrote in `written`.
-#[allow(clippy::too_many_arguments)]
-fn produce(
-    ctx: &Context,
-    args: &GenerateArgs,
-    model: &dyn VideoModel,
-    req: &ValidatedRequest,
-    id: &str,
-    cancel: &CancelFlag,
-    meta: &mut Value,
-    written: &mut Vec<PathBuf>,
-    files: &Outputs,
-) -> Result<()> {
-    if let Some(dir) = files.video.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the output folder {}", dir.display()))?;
-    }
-    let bar = ctx
-        .printer
-        .progress_bar(req.params.steps as u64, &format!("generating {}", &id[..8]));
-    let mut decoding = false;
-    let video: Video = model
-        .generate(&req.params, &mut |progress| {
-            if progress.phase == Phase::Decoding && !decoding {
-                decoding = true;
-                bar.set_length(progress.total_steps as u64);
-                bar.set_message(format!("decoding {}", &id[..8]));
-            }
-            bar.set_position(progress.step as u64);
-            cancel.control()
-        })
-        .context("video generation failed")?;
-    bar.finish_and_clear();
-    meta["ignored_words"] = json!(video.ignored_words);
-    meta["timings"] = json!(video.timings);
-
-    let t = Instant::now();
-    let params_json = serde_json::to_string(&meta_for_files(meta, id))?;
-    let info = model.info();
-    let mut extra = vec![
-        ("video_id".into(), id.to_string()),
-        ("seed".into(), req.params.seed.to_string()),
-        ("model".into(), info.name.clone()),
-        ("steps".into(), req.params.steps.to_string()),
-        ("quality".into(), req.quality.to_string()),
-    ];
-    // Which Hub repository and commit made the video, readable with ffprobe.
-    let hub = &meta["model"]["hub"];
-    for (tag, field) in [("model_repo", "repo"), ("model_commit", "commit")] {
-        if let Some(v) = hub[field].as_str() {
-            extra.push((tag.into(), v.to_string()));
-        }
-    }
-    let vmeta = VideoMetadata {
-        title: req.params.prompt.clone(),
-        comment_json: params_json.clone(),
-        extra,
-    };
-    let canceled = || -> Result<()> {
-        if cancel.is_canceled() {
-            bail!(PipelineError::Canceled {
-                step: req.params.steps,
-                total: req.params.steps
-            });
-        }
-        Ok(())
-    };
-    canceled()?;
-    crate::faults::point("before-video");
-    // Only -o can name an existing file; generated names are always new.
-    let opts = WriteOptions {
+    JobSpec {
+        quality: req.quality,
+        params: req.params.clone(),
+        seed_was_random: req.seed_was_random,
+        model: args.model.as_deref().map(absolute_model_arg),
+        device: device_choice(args.device),
+        precision: precision(args.dtype),
+        video_path,
+        thumbnail_path,
+        // Only -o can name an existing file; generated names are always new.
         overwrite: args.overwrite && args.output.is_some(),
-        owner: Some(id.to_string()),
-    };
-    // A new path is the job's before it is written (a second Ctrl-C mid-write removes it);
-    // a replaced file only once it holds the new content.
-    let write = |path: &Path, written: &mut Vec<PathBuf>, f: &mut dyn FnMut() -> Result<()>| {
-        if !opts.overwrite {
-            own(files.owned, path);
-        }
-        f()?;
-        if opts.overwrite {
-            own(files.owned, path);
-        }
-        written.push(path.to_path_buf());
-        Ok::<(), anyhow::Error>(())
-    };
-    let mut summary = None;
-    write(files.video, written, &mut || {
-        summary = Some(
-            media::write_mp4(files.video, &video.frames, video.fps, &vmeta, &opts)
-                .map_err(|e| output_refused(e, "-o"))
-                .context("cannot write the video")?,
-        );
-        Ok(())
-    })?;
-    meta["timings"]["encoding_s"] = json!(t.elapsed().as_secs_f64());
-    meta["mp4"] = json!(summary);
-    crate::faults::point("after-video");
-
-    let t = Instant::now();
-    let middle = &video.frames[video.frames.len() / 2];
-    let imeta = ImageMetadata {
-        title: req.params.prompt.clone(),
-        comment_json: params_json,
-    };
-    write(files.thumb, written, &mut || {
-        media::write_image(files.thumb, middle, &imeta, &opts)
-            .map_err(|e| output_refused(e, "the thumbnail"))
-            .context("cannot write the thumbnail")
-    })?;
-    meta["timings"]["thumbnail_s"] = json!(t.elapsed().as_secs_f64());
-    if let Some(dir) = files.frames_dir {
-        for i in 0..video.frames.len() {
-            own(files.owned, &dir.join(media::frame_file_name(i)));
-        }
-        let frames = media::write_png_frames(dir, &video.frames, &imeta, Some(id))
-            .with_context(|| format!("cannot write the frames to {}", dir.display()))?;
-        written.extend(frames);
-        meta["frames_dir"] = json!(dir);
+        frames_dir,
     }
-    canceled()
 }
 
-/// The generation parameters embedded in the MP4 and the thumbnail.
-fn meta_for_files(meta: &Value, id: &str) -> Value {
-    let mut m = meta.clone();
-    if let Some(obj) = m.as_object_mut() {
-        obj.remove("timings");
-        obj.insert("video_id".into(), json!(id));
+/// A `--model` value that names an existing folder, made absolute (a queued job may run in
+/// another working folder); Hub references and aliases as given.
+fn absolute_model_arg(model: &str) -> String {
+    let path = Path::new(model);
+    if path.is_dir()
+        && let Ok(abs) = std::path::absolute(path)
+    {
+        return abs.to_string_lossy().into_owned();
     }
-    m
+    model.to_string()
 }
 
-fn report(ctx: &Context, job: &Job, batch: bool) -> Result<()> {
+/// Records and runs one accepted request as a job; the job ends `completed`, `failed` or
+/// `canceled`.
+fn run_one(
+    runner: &Runner,
+    args: &GenerateArgs,
+    req: &ValidatedRequest,
+    batch: bool,
+) -> Result<Job> {
+    let store = runner.store;
+    let id = new_job_id();
+    let spec = spec_for(args, req, &id, batch);
+    let job = store.create_job_as(&id, &req.params.prompt, &req.to_metadata())?;
+    if let Err(e) = store.mark_processing(&id) {
+        return Err(db_failure(store, &id, e.into(), &[], &[]));
+    }
+    runner.run(&id, &spec, job.metadata)
+}
+
+/// `--queue`: records every request as a queued job (all or none) for a worker to run and
+/// prints the ids (with `--json`, the job records).
+fn enqueue(ctx: &Context, args: &GenerateArgs, requests: &[ValidatedRequest]) -> Result<u8> {
+    let batch = requests.len() > 1;
+    let jobs: Vec<NewJob> = requests
+        .iter()
+        .map(|req| {
+            let id = new_job_id();
+            NewJob {
+                spec: spec_for(args, req, &id, batch),
+                prompt: req.params.prompt.clone(),
+                metadata: req.to_metadata(),
+                max_retries: args.retries,
+                video_id: id,
+            }
+        })
+        .collect();
+    let mut store = ctx.open_store()?;
+    let queued = store
+        .enqueue(&jobs)
+        .context("cannot add the jobs to the queue")?;
     let p = &ctx.printer;
-    if p.is_json() {
-        if batch {
+    for job in &queued {
+        if !p.is_json() {
+            p.result(&format!("{}\n", job.video_id))?;
+        } else if batch {
             p.json_line(job)?;
         } else {
             p.json(job)?;
         }
-        return Ok(());
     }
-    let text = match job.status {
-        crate::store::JobStatus::Completed => format!(
-            "{}  completed in {:.1} s\n  video:     {}\n  thumbnail: {}\n",
-            job.video_id,
-            job.processing_time.unwrap_or_default(),
-            job.video_path.as_deref().unwrap_or("-"),
-            job.thumbnail_path.as_deref().unwrap_or("-"),
-        ),
-        _ => format!(
-            "{}  {}: {}\n",
-            job.video_id,
-            job.status.as_str(),
-            job.error_message.as_deref().unwrap_or("")
-        ),
-    };
-    p.result(&text)?;
-    Ok(())
+    p.info(&format!(
+        "queued {} job{}; `aivideo worker` runs them",
+        queued.len(),
+        if queued.len() == 1 { "" } else { "s" }
+    ));
+    Ok(exit::SUCCESS)
 }

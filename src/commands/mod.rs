@@ -1,14 +1,17 @@
 //! Runs a parsed command line: builds the shared context and dispatches to one module per
 //! subcommand. Commands return the process exit code on success and `anyhow` errors otherwise.
 
+mod cancel;
 mod eval;
 mod generate;
 mod list;
 pub(crate) mod models;
+mod runner;
 mod serve_metrics;
 mod status;
 mod thumbnail;
 mod train;
+mod worker;
 
 use anyhow::{Context as _, Result};
 
@@ -76,6 +79,8 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Generate(args) => generate::run(&ctx, args),
         Command::Thumbnail(args) => thumbnail::run(&ctx, args),
         Command::Models(cmd) => models::run(&ctx, cmd),
+        Command::Worker(args) => worker::run(&ctx, args),
+        Command::Cancel(args) => cancel::run(&ctx, args),
         Command::ServeMetrics(args) => serve_metrics::run(&ctx, args),
         Command::Train(args) => train::run(&ctx, args),
         Command::Eval(args) => eval::run(&ctx, args),

@@ -251,8 +251,14 @@ impl Store {
 
     /// Records a new `pending` job owned by this process.
     pub fn create_job(&self, prompt: &str, metadata: &Value) -> Result<Job> {
+        self.create_job_as(&new_job_id(), prompt, metadata)
+    }
+
+    /// Records a new `pending` job with id `video_id` (see [`new_job_id`]), owned by this
+    /// process.
+    pub fn create_job_as(&self, video_id: &str, prompt: &str, metadata: &Value) -> Result<Job> {
         let job = Job {
-            video_id: new_job_id(),
+            video_id: video_id.to_string(),
             prompt: prompt.to_string(),
             status: JobStatus::Pending,
             created_at: now(),

@@ -60,7 +60,11 @@ fn enqueued_jobs_are_claimed_oldest_first_with_their_spec() {
     let jobs = new_jobs(dir.path(), 3, 0);
     let queued = store.enqueue(&jobs).unwrap();
     assert_eq!(queued.len(), 3);
-    assert!(queued.iter().all(|j| j.status == JobStatus::Pending && j.pid.is_none()));
+    assert!(
+        queued
+            .iter()
+            .all(|j| j.status == JobStatus::Pending && j.pid.is_none())
+    );
     assert_eq!(store.queue_depth().unwrap(), 3);
     for want in &jobs {
         let (job, spec) = store.claim_next().unwrap().unwrap();
@@ -127,7 +131,10 @@ fn cancel_stops_a_pending_job_at_once_and_asks_a_running_one() {
         }
         other => panic!("expected Canceled, got {other:?}"),
     }
-    assert!(store.claim_next().unwrap().is_none(), "a canceled job is not claimed");
+    assert!(
+        store.claim_next().unwrap().is_none(),
+        "a canceled job is not claimed"
+    );
 
     let progress = JobProgress {
         phase: "denoising".into(),
@@ -144,7 +151,10 @@ fn cancel_stops_a_pending_job_at_once_and_asks_a_running_one() {
     }
     assert!(store.record_progress(&running.video_id, &progress).unwrap());
     assert!(store.cancel_requested(&running.video_id).unwrap());
-    assert_eq!(store.get(&running.video_id).unwrap().progress, Some(progress));
+    assert_eq!(
+        store.get(&running.video_id).unwrap().progress,
+        Some(progress)
+    );
 
     let ended = store.mark_canceled(&running.video_id, "stopped").unwrap();
     match store.request_cancel(&running.video_id, "again").unwrap() {
@@ -180,16 +190,30 @@ fn recovery_requeues_a_dead_workers_job_while_retries_last_then_fails_it() {
     let (first, _) = store.claim_next().unwrap().unwrap();
     orphan(&store, &first.video_id);
 
-    assert_eq!(store.recover_interrupted().unwrap(), vec![first.video_id.clone()]);
+    assert_eq!(
+        store.recover_interrupted().unwrap(),
+        vec![first.video_id.clone()]
+    );
     let again = store.get(&first.video_id).unwrap();
     assert_eq!(again.status, JobStatus::Pending);
     assert_eq!(again.attempts, 1);
     assert!(again.pid.is_none() && again.started_at.is_none());
     let notes = again.metadata["interruptions"].as_array().unwrap();
     assert_eq!(notes.len(), 1);
-    assert!(notes[0].as_str().unwrap().starts_with("attempt 1: interrupted"));
-    assert_eq!(again.metadata["frames"], 16, "the rest of the metadata is kept");
-    assert_eq!(store.get(&jobs[1].video_id).unwrap().status, JobStatus::Pending);
+    assert!(
+        notes[0]
+            .as_str()
+            .unwrap()
+            .starts_with("attempt 1: interrupted")
+    );
+    assert_eq!(
+        again.metadata["frames"], 16,
+        "the rest of the metadata is kept"
+    );
+    assert_eq!(
+        store.get(&jobs[1].video_id).unwrap().status,
+        JobStatus::Pending
+    );
 
     // The retried job is first in line again (it is the oldest).
     let (second_try, _) = store.claim_next().unwrap().unwrap();
@@ -199,8 +223,14 @@ fn recovery_requeues_a_dead_workers_job_while_retries_last_then_fails_it() {
     store.recover_interrupted().unwrap();
     let failed = store.get(&first.video_id).unwrap();
     assert_eq!(failed.status, JobStatus::Failed);
-    assert_eq!(failed.error_code.as_deref(), Some(super::super::INTERRUPTED));
-    assert_eq!(store.get(&jobs[1].video_id).unwrap().status, JobStatus::Pending);
+    assert_eq!(
+        failed.error_code.as_deref(),
+        Some(super::super::INTERRUPTED)
+    );
+    assert_eq!(
+        store.get(&jobs[1].video_id).unwrap().status,
+        JobStatus::Pending
+    );
 }
 
 #[test]
@@ -219,7 +249,10 @@ fn a_queued_job_with_an_unreadable_spec_fails_instead_of_blocking_the_queue() {
         store.claim_next(),
         Err(StoreError::BadSpec { .. })
     ));
-    assert_eq!(store.get(&jobs[0].video_id).unwrap().status, JobStatus::Failed);
+    assert_eq!(
+        store.get(&jobs[0].video_id).unwrap().status,
+        JobStatus::Failed
+    );
     let (next, _) = store.claim_next().unwrap().unwrap();
     assert_eq!(next.video_id, jobs[1].video_id);
 }

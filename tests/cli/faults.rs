@@ -6,13 +6,13 @@
 //! Processes are held at a point with `AIVIDEO_FAULT_PAUSE=<point>:<flag>` (debug builds; see
 //! `aivideo::faults`).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use aivideo::store::{JobStatus, this_host};
 
-use crate::util::{TestEnv, files_in, tiny_model, wait_for};
+use crate::util::{TestEnv, files_in, finish, start_paused, tiny_model};
 
 const PAGE: u64 = 4096;
 
@@ -32,33 +32,6 @@ fn generate_cmd(env: &TestEnv, out: &Path) -> Command {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     cmd
-}
-
-/// Starts `cmd` held at `point`; returns once it is there (the flag file exists).
-fn start_paused(env: &TestEnv, mut cmd: Command, point: &str) -> (Child, PathBuf) {
-    let flag = env.path().join(format!("pause-{point}"));
-    cmd.env("AIVIDEO_FAULT_PAUSE", format!("{point}:{}", flag.display()));
-    let mut child = cmd.spawn().unwrap();
-    if !wait_for(60, || flag.exists()) {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!(
-            "never reached {point}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    (child, flag)
-}
-
-/// Waits for `child`: its exit code and everything it printed (stdout, then stderr).
-fn finish(child: Child) -> (i32, String) {
-    let out = child.wait_with_output().unwrap();
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), printed)
 }
 
 fn temp_files(dir: &Path) -> Vec<String> {

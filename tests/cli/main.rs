@@ -14,6 +14,7 @@ mod media;
 mod metrics;
 mod model;
 mod outputs;
+mod queue;
 mod recovery;
 mod status;
 mod thumbnail;

@@ -51,7 +51,7 @@ fn system_status_json_counts_jobs_and_lists_work_in_progress() {
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(v["database"]["path"], json!(env.db_path()));
     assert!(v["database"]["size_bytes"].as_u64().unwrap() > 0);
-    assert_eq!(v["database"]["schema_version"], 2);
+    assert_eq!(v["database"]["schema_version"], 3);
     assert_eq!(v["jobs"]["total"], 2);
     assert_eq!(v["jobs"]["completed"], 1);
     assert_eq!(v["jobs"]["processing"], 1);
@@ -158,5 +158,5 @@ fn many_processes_opening_a_fresh_database_at_once_all_succeed() {
         expect_exit(&out, 0);
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON on stdout");
     }
-    assert_eq!(env.store().schema_version().unwrap(), 2);
+    assert_eq!(env.store().schema_version().unwrap(), 3);
 }

@@ -1,7 +1,7 @@
 //! Test helpers: a private temp folder per test, the built binary pointed at it, and output capture.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use aivideo::store::Store;
 use serde_json::Value;
@@ -211,4 +211,31 @@ pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     false
+}
+
+/// Starts `cmd` held at `point`; returns once it is there (the flag file exists).
+pub fn start_paused(env: &TestEnv, mut cmd: Command, point: &str) -> (Child, PathBuf) {
+    let flag = env.path().join(format!("pause-{point}"));
+    cmd.env("AIVIDEO_FAULT_PAUSE", format!("{point}:{}", flag.display()));
+    let mut child = cmd.spawn().unwrap();
+    if !wait_for(60, || flag.exists()) {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "never reached {point}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (child, flag)
+}
+
+/// Waits for `child`: its exit code and everything it printed (stdout, then stderr).
+pub fn finish(child: Child) -> (i32, String) {
+    let out = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), printed)
 }
