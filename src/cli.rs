@@ -102,6 +102,8 @@ pub enum Command {
     /// List, inspect and delete models: the bundled one, the aliases, the Hugging Face cache
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Serve the HTTP API (/api/v1), a page for people (/) and workers that run the jobs
+    Serve(ServeArgs),
     /// Run queued jobs (from `generate --queue` or `aivideo serve`) until stopped
     Worker(WorkerArgs),
     /// Cancel a job: a queued one at once, a running one at its next step
@@ -227,6 +229,77 @@ pub struct WorkerArgs {
         value_parser = clap::value_parser!(u64).range(10..=60_000)
     )]
     pub poll_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; an address other hosts can reach needs --token
+    #[arg(
+        long,
+        env = "AIVIDEO_ADDR",
+        default_value = "127.0.0.1:8000",
+        value_name = "HOST:PORT"
+    )]
+    pub addr: SocketAddr,
+    /// Workers running jobs inside the server; 0 leaves them to `aivideo worker` processes [default: 1]
+    #[arg(
+        long,
+        env = "MAX_CONCURRENT_TASKS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(0..=64)
+    )]
+    pub workers: Option<u32>,
+    /// API token every request but the health check must send (`Authorization: Bearer TOKEN`); 16 or more visible ASCII characters; required off loopback
+    #[arg(
+        long,
+        env = "AIVIDEO_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Let web pages from this origin call the API (CORS), e.g. https://studio.example.com
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors_origin: Option<String>,
+    /// Requests per second one client may make on average; 0 turns the limit off
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub rate_limit: u32,
+    /// Requests one client may make at once before the rate applies
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub rate_burst: u32,
+    /// Folder for the MP4 and thumbnail files (named after the job id)
+    #[arg(
+        long,
+        env = "AIVIDEO_OUTPUT_DIR",
+        default_value = "./outputs",
+        value_name = "DIR"
+    )]
+    pub output_dir: PathBuf,
+    /// The model jobs use unless a request names a Hub repository or alias: as `generate --model` [default: the bundled starter model]
+    #[arg(long, env = "AIVIDEO_MODEL", value_name = "MODEL")]
+    pub model: Option<String>,
+    /// Compute device of the workers
+    #[arg(
+        long,
+        env = "AIVIDEO_DEVICE",
+        value_enum,
+        default_value_t = Device::Auto,
+        value_name = "DEVICE"
+    )]
+    pub device: Device,
+    /// Number type the workers' models compute in
+    #[arg(long, value_enum, default_value_t = Precision::Auto, value_name = "DTYPE")]
+    pub dtype: Precision,
+    /// Run a job again, up to N times, when the process running it dies
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES)
+    )]
+    pub retries: u32,
+    /// On SIGINT or SIGTERM, cancel the running jobs instead of letting them finish
+    #[arg(long)]
+    pub cancel_on_shutdown: bool,
 }
 
 #[derive(Debug, Clone, Args)]

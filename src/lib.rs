@@ -10,6 +10,7 @@ pub mod error;
 pub mod faults;
 #[doc(hidden)]
 pub mod fuzz_checks;
+pub mod http;
 pub mod hub;
 pub mod media;
 pub mod metrics;

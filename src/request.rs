@@ -94,6 +94,21 @@ impl ValidationError {
         }
     }
 
+    /// Whether a rule across fields was broken (the quality preset's step range, the
+    /// aspect ratio) rather than a field's own rule; the HTTP API answers 400 for these
+    /// and 422 for the others, as the original service did.
+    pub fn is_cross_field(&self) -> bool {
+        match self.field {
+            "size" => true,
+            "steps" => self
+                .value
+                .as_deref()
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| (MIN_STEPS..=MAX_STEPS).contains(&v)),
+            _ => false,
+        }
+    }
+
     /// The `details` object of the JSON error.
     pub fn details(&self) -> Value {
         json!({

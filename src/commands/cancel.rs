@@ -50,7 +50,7 @@ pub fn run(ctx: &Context, args: &CancelArgs) -> Result<u8> {
 }
 
 /// The refusal for a job that can no longer be canceled (exit 2).
-pub(crate) fn already_ended(job: &Job) -> CliError {
+pub fn already_ended(job: &Job) -> CliError {
     CliError::new(
         ErrorCode::Conflict,
         format!(

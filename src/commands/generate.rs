@@ -100,7 +100,7 @@ pub fn run(ctx: &Context, args: &GenerateArgs) -> Result<u8> {
     Ok(code)
 }
 
-fn device_choice(d: Device) -> DeviceChoice {
+pub(crate) fn device_choice(d: Device) -> DeviceChoice {
     match d {
         Device::Auto => DeviceChoice::Auto,
         Device::Cpu => DeviceChoice::Cpu,
@@ -109,7 +109,7 @@ fn device_choice(d: Device) -> DeviceChoice {
     }
 }
 
-fn precision(p: Precision) -> crate::models::Precision {
+pub(crate) fn precision(p: Precision) -> crate::models::Precision {
     match p {
         Precision::Auto => crate::models::Precision::Auto,
         Precision::F32 => crate::models::Precision::F32,
@@ -147,7 +147,7 @@ fn spec_for(args: &GenerateArgs, req: &ValidatedRequest, id: &str, batch: bool) 
 
 /// A `--model` value that names an existing folder, made absolute (a queued job may run in
 /// another working folder); Hub references and aliases as given.
-fn absolute_model_arg(model: &str) -> String {
+pub(crate) fn absolute_model_arg(model: &str) -> String {
     let path = Path::new(model);
     if path.is_dir()
         && let Ok(abs) = std::path::absolute(path)

@@ -7,6 +7,7 @@ mod generate;
 mod list;
 pub(crate) mod models;
 mod runner;
+mod serve;
 mod serve_metrics;
 mod status;
 mod thumbnail;
@@ -21,6 +22,7 @@ use crate::media::MediaError;
 use crate::output::Printer;
 use crate::store::{Store, StoreError};
 
+pub use cancel::already_ended;
 pub use status::{SystemStatus, describe_model, model_in_use, system_status};
 
 /// What every command needs: the global flags and the printer.
@@ -79,6 +81,7 @@ pub fn dispatch(cli: Cli) -> Result<u8> {
         Command::Generate(args) => generate::run(&ctx, args),
         Command::Thumbnail(args) => thumbnail::run(&ctx, args),
         Command::Models(cmd) => models::run(&ctx, cmd),
+        Command::Serve(args) => serve::run(&ctx, args),
         Command::Worker(args) => worker::run(&ctx, args),
         Command::Cancel(args) => cancel::run(&ctx, args),
         Command::ServeMetrics(args) => serve_metrics::run(&ctx, args),

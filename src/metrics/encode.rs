@@ -200,8 +200,19 @@ fn gpu_metrics(r: &mut Registry, snap: &Snapshot) {
 
 /// The complete OpenMetrics text of one scrape, ending with `# EOF`.
 pub fn encode_openmetrics(snap: &Snapshot) -> Result<String, MetricsError> {
+    encode_openmetrics_with(snap, |_| {})
+}
+
+/// The page with more metrics that `extra` registers (prefixed `aivideo_` too): the live
+/// HTTP metrics of `aivideo serve`.
+pub fn encode_openmetrics_with(
+    snap: &Snapshot,
+    extra: impl FnOnce(&mut Registry),
+) -> Result<String, MetricsError> {
+    let mut r = registry(snap);
+    extra(&mut r);
     let mut page = String::new();
-    prometheus_client::encoding::text::encode(&mut page, &registry(snap))?;
+    prometheus_client::encoding::text::encode(&mut page, &r)?;
     Ok(page)
 }
 

@@ -28,7 +28,7 @@ mod gpu;
 use std::path::Path;
 
 pub use classic::openmetrics_to_classic;
-pub use encode::encode_openmetrics;
+pub use encode::{encode_openmetrics, encode_openmetrics_with};
 pub use gpu::{GpuMonitor, GpuStats};
 
 use crate::store::{Store, StoreError, StoreStats};
@@ -140,7 +140,16 @@ impl Snapshot {
 
     /// The page in `format`.
     pub fn render(&self, format: Format) -> Result<String, MetricsError> {
-        let page = encode_openmetrics(self)?;
+        self.render_with(format, |_| {})
+    }
+
+    /// The page in `format`, with the metrics `extra` registers.
+    pub fn render_with(
+        &self,
+        format: Format,
+        extra: impl FnOnce(&mut prometheus_client::registry::Registry),
+    ) -> Result<String, MetricsError> {
+        let page = encode_openmetrics_with(self, extra)?;
         match format {
             Format::OpenMetrics => Ok(page),
             Format::PrometheusText => openmetrics_to_classic(&page),

@@ -1,7 +1,7 @@
 //! `aivideo serve-metrics`: the real binary on a free port, scraped over plain TCP; the page is
 //! checked for values and with the real `promtool check metrics`.
 
-mod harness;
+pub(crate) mod harness;
 mod hostile;
 
 use std::net::TcpStream;

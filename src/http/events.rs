@@ -1,0 +1,148 @@
+//! Live progress of one job: `GET /videos/{id}/events` as Server-Sent Events and
+//! `GET /videos/{id}/ws` as a WebSocket carrying the same events. Both follow the job
+//! history (so a job run by any process is followed) and end when the job ends.
+//!
+//! Events: `status` (the whole `VideoResponse`, first at once, then on every status
+//! change), `progress` (`phase`, `step`, `total`, `elapsed_s`, `eta_s`, `updated_at`, on
+//! every recorded change) and `end` (the final status), after which the stream closes.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::api::find;
+use super::types::{ApiError, VideoResponse};
+use crate::store::{JobProgress, JobStatus, StoreError};
+
+/// One event for a follower.
+#[derive(Debug, Clone)]
+pub(crate) struct JobEvent {
+    pub name: &'static str,
+    pub data: Value,
+}
+
+/// Follows job `id` until it ends, the client leaves or the server stops.
+async fn follow(state: AppState, id: String, tx: mpsc::Sender<JobEvent>) {
+    let mut last_status: Option<JobStatus> = None;
+    let mut last_progress: Option<JobProgress> = None;
+    loop {
+        let wanted = id.clone();
+        let job = state
+            .pool
+            .run(move |store| match store.get(&wanted) {
+                Ok(j) => Ok(Some(j)),
+                Err(StoreError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            })
+            .await;
+        let job = match job {
+            Ok(Some(job)) => job,
+            // Gone (or unreadable): say so and stop.
+            Ok(None) | Err(_) => {
+                let _ = tx
+                    .send(JobEvent {
+                        name: "end",
+                        data: json!({ "video_id": id, "status": null }),
+                    })
+                    .await;
+                return;
+            }
+        };
+        let status = job.status;
+        if job.progress != last_progress {
+            last_progress = job.progress.clone();
+            if let Some(p) = &job.progress
+                && tx
+                    .send(JobEvent {
+                        name: "progress",
+                        data: json!(p),
+                    })
+                    .await
+                    .is_err()
+            {
+                return;
+            }
+        }
+        if last_status != Some(status) {
+            last_status = Some(status);
+            let data = json!(VideoResponse::from(job));
+            if tx
+                .send(JobEvent {
+                    name: "status",
+                    data,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if status.is_terminal() {
+            let _ = tx
+                .send(JobEvent {
+                    name: "end",
+                    data: json!({ "video_id": id, "status": status }),
+                })
+                .await;
+            return;
+        }
+        if state.shutdown.is_canceled() {
+            return;
+        }
+        tokio::time::sleep(state.poll).await;
+    }
+}
+
+/// Starts following a job that exists (404 otherwise).
+async fn start(state: &AppState, id: &str) -> Result<mpsc::Receiver<JobEvent>, ApiError> {
+    let job = find(state, id).await?;
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(follow(state.clone(), job.video_id, tx));
+    Ok(rx)
+}
+
+fn receiver_stream(rx: mpsc::Receiver<JobEvent>) -> impl Stream<Item = JobEvent> {
+    stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+}
+
+/// `GET /videos/{id}/events`.
+pub async fn sse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    use futures_util::StreamExt as _;
+    let rx = start(&state, &id).await?;
+    let events =
+        receiver_stream(rx).map(|e| Ok(Event::default().event(e.name).data(e.data.to_string())));
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// `GET /videos/{id}/ws`: the same events as JSON text messages `{"event", "data"}`.
+pub async fn websocket(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let rx = start(&state, &id).await?;
+    Ok(upgrade
+        .on_upgrade(move |socket| send_events(socket, rx))
+        .into_response())
+}
+
+async fn send_events(mut socket: WebSocket, mut rx: mpsc::Receiver<JobEvent>) {
+    while let Some(e) = rx.recv().await {
+        let text = json!({ "event": e.name, "data": e.data }).to_string();
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
