@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 mod common;
-use common::{arg, median};
+use common::{arg, median, seed_jobs};
 
 fn aivideo(db: &Path, args: &[&str]) -> (f64, String) {
     let t = Instant::now();
@@ -25,42 +25,6 @@ fn aivideo(db: &Path, args: &[&str]) -> (f64, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (secs, String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Fills the store with `n` completed jobs in one transaction (through the real schema).
-fn seed_jobs(db: &Path, n: usize) -> String {
-    drop(aivideo::store::Store::open(db).expect("create store"));
-    let mut conn = rusqlite::Connection::open(db).unwrap();
-    let tx = conn.transaction().unwrap();
-    let mut last = String::new();
-    {
-        let mut stmt = tx
-            .prepare(
-                "INSERT INTO jobs (video_id, prompt, status, created_at, started_at, completed_at,
-                 processing_time, video_path, thumbnail_path, metadata, frames)
-                 VALUES (?1, ?2, 'completed', ?3, ?3, ?3, 1.5, ?4, ?5, ?6, 16)",
-            )
-            .unwrap();
-        let start = chrono::Utc::now() - chrono::Duration::seconds(n as i64);
-        for i in 0..n {
-            let id = uuid::Uuid::new_v4().to_string();
-            let ts = (start + chrono::Duration::seconds(i as i64))
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            let meta = format!(r#"{{"seed":{i},"frames":16,"num_steps":20,"quality":"medium"}}"#);
-            stmt.execute(rusqlite::params![
-                id,
-                format!("a red ball number {i} bouncing on a black background"),
-                ts,
-                format!("/videos/{id}.mp4"),
-                format!("/videos/{id}.jpg"),
-                meta
-            ])
-            .unwrap();
-            last = id;
-        }
-    }
-    tx.commit().unwrap();
-    last
 }
 
 fn main() {

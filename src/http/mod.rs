@@ -7,11 +7,11 @@ mod api;
 mod events;
 mod files;
 pub mod guard;
+pub mod listener;
 mod page;
 mod pool;
 pub mod types;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,21 +119,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` is set; in-flight requests finish.
+/// Serves `router` on `listener` until `shutdown` is set; in-flight requests finish (see
+/// [`listener`] for the connection limits).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
     shutdown: CancelFlag,
 ) -> std::io::Result<()> {
-    let stop = async move {
-        while !shutdown.is_canceled() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .await
+    listener::serve(listener, app, shutdown, listener::LIMITS).await
 }

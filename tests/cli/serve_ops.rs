@@ -257,3 +257,67 @@ fn oversize_bodies_urls_and_headers_are_refused_without_echo() {
     assert!(!r.body.contains(marker));
     assert_eq!(env.job_count(), 0);
 }
+
+#[test]
+fn slow_flooding_and_surplus_connections_cannot_hold_the_server() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let env = TestEnv::new();
+    let server = Server::start(&env, &["--workers", "0"]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let health = server.api("/system/health");
+
+    // A head dripped one byte at a time is cut off at the head deadline (5 s); others are
+    // served meanwhile.
+    let started = std::time::Instant::now();
+    let mut drip = TcpStream::connect(&addr).unwrap();
+    drip.write_all(b"GET /api/v1/system/health HTTP/1.1\r\nHost: h\r\nX-Slow: ")
+        .unwrap();
+    let mut dripper = drip.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_millis(200));
+            if dripper.write_all(b"a").is_err() {
+                return;
+            }
+        }
+    });
+    assert_eq!(get(&health, &[]).status, 200);
+    drip.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = drip.read_to_end(&mut rest);
+    let cut = started.elapsed();
+    assert!(
+        cut >= Duration::from_millis(4500) && cut < Duration::from_secs(10),
+        "{cut:?}"
+    );
+    dripping.join().unwrap();
+
+    // An endless head is refused once it passes the bound, never buffered whole.
+    let mut flood = TcpStream::connect(&addr).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0usize;
+    while sent < 50 * 1024 * 1024 {
+        match flood.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    assert!(sent < 20 * 1024 * 1024, "{sent} bytes taken before the cut");
+    assert_eq!(get(&health, &[]).status, 200);
+
+    // Connections beyond the cap get 503 with Retry-After until others close.
+    let open: Vec<TcpStream> = (0..256)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let turned = get(&health, &[]);
+    assert_eq!(turned.status, 503, "{}", turned.body);
+    assert_eq!(turned.header("retry-after"), Some("1"));
+    drop(open);
+    assert!(wait_for(10, || get(&health, &[]).status == 200));
+}
