@@ -194,6 +194,18 @@ impl Store {
         StoreError::from_sqlite(&self.path, e)
     }
 
+    /// A transaction holding the write lock from its start (`BEGIN IMMEDIATE`: the busy
+    /// handler waits for other writers, and nothing read in it can go stale), and the
+    /// database path for its errors.
+    fn write_tx(&mut self) -> Result<(rusqlite::Transaction<'_>, PathBuf)> {
+        let path = self.path.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::from_sqlite(&path, e))?;
+        Ok((tx, path))
+    }
+
     fn configure_for_write(&self) -> Result<()> {
         let c = &self.conn;
         c.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
@@ -231,12 +243,8 @@ impl Store {
         if check(self.schema_version()?, &self.path)? == supported {
             return Ok(());
         }
-        let path = self.path.clone();
+        let (tx, path) = self.write_tx()?;
         let e = |e| StoreError::from_sqlite(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
         let found: i64 = tx
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(e)?;

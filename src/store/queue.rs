@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -99,12 +99,8 @@ pub enum CancelOutcome {
 impl Store {
     /// Enqueues every job in one transaction (all or none), as `pending` with no owner.
     pub fn enqueue(&mut self, jobs: &[NewJob]) -> Result<Vec<Job>> {
-        let path = self.path.clone();
+        let (tx, path) = self.write_tx()?;
         let e = |e| StoreError::from_sqlite(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
         let created = format_ts(&now());
         {
             let mut insert = tx
@@ -136,12 +132,9 @@ impl Store {
     /// Claims the oldest queued `pending` job for this process (`processing`, owned by this
     /// pid), or `None` when the queue is empty.
     pub fn claim_next(&mut self) -> Result<Option<(Job, JobSpec)>> {
-        let path = self.path.clone();
+        let host = self.host.clone();
+        let (tx, path) = self.write_tx()?;
         let e = |e| StoreError::from_sqlite(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
         let claimed: Option<(String, Option<String>)> = tx
             .query_row(
                 "UPDATE jobs SET status = 'processing', started_at = ?1, pid = ?2, host = ?3,
@@ -151,12 +144,7 @@ impl Store {
                                    ORDER BY created_at, rowid LIMIT 1)
                    AND status = 'pending'
                  RETURNING video_id, spec",
-                params![
-                    format_ts(&now()),
-                    std::process::id(),
-                    self.host,
-                    own_identity()
-                ],
+                params![format_ts(&now()), std::process::id(), host, own_identity()],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
@@ -183,12 +171,8 @@ impl Store {
     /// Cancels job `id` (an exact id): a pending job at once, a running one by asking its
     /// worker to stop between steps.
     pub fn request_cancel(&mut self, id: &str, message: &str) -> Result<CancelOutcome> {
-        let path = self.path.clone();
+        let (tx, path) = self.write_tx()?;
         let e = |e| StoreError::from_sqlite(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(e)?;
         let status: Option<String> = tx
             .query_row("SELECT status FROM jobs WHERE video_id = ?1", [id], |r| {
                 r.get(0)

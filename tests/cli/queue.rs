@@ -6,9 +6,10 @@
 use std::process::{Child, Command, Stdio};
 
 use aivideo::store::{Job, JobStatus};
-use chrono::{DateTime, Utc};
 
-use crate::util::{TestEnv, ffprobe, files_in, finish, start_paused, tiny_model, wait_for};
+use crate::util::{
+    TestEnv, ffprobe, files_in, finish, max_concurrent, start_paused, tiny_model, wait_for,
+};
 
 /// `generate --queue` of small clips with the tiny model; returns the printed ids.
 fn enqueue(env: &TestEnv, prompts: &[&str], extra: &[&str]) -> Vec<String> {
@@ -126,23 +127,6 @@ fn a_bad_request_in_a_queued_batch_enqueues_nothing() {
     let run = env.run(&["generate", "a red ball", "--retries", "2"]);
     run.expect_code(2);
     assert!(run.stderr.contains("--queue"), "{}", run.stderr);
-}
-
-/// The most jobs `processing` at one moment, from the recorded start and end times.
-fn max_concurrent(jobs: &[Job]) -> usize {
-    let mut events: Vec<(DateTime<Utc>, i32)> = Vec::new();
-    for j in jobs {
-        events.push((j.started_at.unwrap(), 1));
-        events.push((j.completed_at.unwrap(), -1));
-    }
-    // Ends before starts at the same instant.
-    events.sort();
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in events {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
 }
 
 #[test]

@@ -142,13 +142,7 @@ fn schema_errors_are_422_and_cross_field_errors_400_in_the_error_shape() {
 fn a_job_runs_and_its_files_download_with_ranges_etags_and_events() {
     let env = TestEnv::new();
     let server = Server::start(&env, &[]);
-    let v = post(
-        &server.api("/videos/generate"),
-        &small_request("a blue box growing"),
-        &[],
-    )
-    .json();
-    let id = v["video_id"].as_str().unwrap().to_string();
+    let id = server.submit("a blue box growing");
 
     // The SSE stream, read to its end by curl: progress, then the final status, then end.
     let (events, _) = curl(&["-N", &server.api(&format!("/videos/{id}/events"))]);
@@ -242,13 +236,7 @@ fn a_job_runs_and_its_files_download_with_ranges_etags_and_events() {
 fn a_websocket_carries_the_same_events() {
     let env = TestEnv::new();
     let server = Server::start(&env, &[]);
-    let v = post(
-        &server.api("/videos/generate"),
-        &small_request("a white dot"),
-        &[],
-    )
-    .json();
-    let id = v["video_id"].as_str().unwrap();
+    let id = server.submit("a white dot");
     let ws_url = server
         .api(&format!("/videos/{id}/ws"))
         .replace("http://", "ws://");
@@ -325,22 +313,8 @@ fn list_pages_newest_first_with_the_total_and_batch_is_all_or_nothing() {
 fn delete_cancels_a_pending_job_at_once_and_a_running_one_between_steps() {
     let env = TestEnv::new();
     let server = Server::start(&env, &["--workers", "0"]);
-    let a = post(
-        &server.api("/videos/generate"),
-        &small_request("first"),
-        &[],
-    )
-    .json();
-    let b = post(
-        &server.api("/videos/generate"),
-        &small_request("second"),
-        &[],
-    )
-    .json();
-    let (a, b) = (
-        a["video_id"].as_str().unwrap(),
-        b["video_id"].as_str().unwrap(),
-    );
+    let (a, b) = (server.submit("first"), server.submit("second"));
+    let (a, b) = (a.as_str(), b.as_str());
 
     let r = delete(&server.api(&format!("/videos/{b}")));
     assert_eq!(r.status, 200, "{}", r.body);

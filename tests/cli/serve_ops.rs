@@ -6,28 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use aivideo::store::JobStatus;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use crate::server::{Server, get, post, small_request, wait_done};
-use crate::util::{TestEnv, wait_for};
-
-/// The most jobs `processing` at one moment, from the recorded start and end times.
-fn max_concurrent(env: &TestEnv) -> usize {
-    let jobs = env.store().list(10_000, 0, None).unwrap();
-    let mut events: Vec<(DateTime<Utc>, i32)> = Vec::new();
-    for j in &jobs {
-        events.push((j.started_at.unwrap(), 1));
-        events.push((j.completed_at.unwrap(), -1));
-    }
-    events.sort();
-    let (mut now, mut max) = (0, 0);
-    for (_, d) in events {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
+use crate::util::{TestEnv, max_concurrent, wait_for};
 
 #[test]
 fn fifty_concurrent_submissions_all_complete_with_at_most_n_running() {
@@ -52,7 +33,7 @@ fn fifty_concurrent_submissions_all_complete_with_at_most_n_running() {
     for id in &ids {
         assert_eq!(wait_done(&server, id)["status"], "completed");
     }
-    let max = max_concurrent(&env);
+    let max = max_concurrent(&env.store().list(10_000, 0, None).unwrap());
     assert!(
         (1..=2).contains(&max),
         "{max} jobs were processing at once with --workers 2"
@@ -136,18 +117,7 @@ fn sigterm_stops_accepting_lets_the_running_job_finish_and_keeps_the_queue() {
             format!("after-first-step:{}", flag.display()),
         );
     });
-    let a = post(
-        &server.api("/videos/generate"),
-        &small_request("first"),
-        &[],
-    )
-    .json();
-    let b = post(
-        &server.api("/videos/generate"),
-        &small_request("second"),
-        &[],
-    )
-    .json();
+    let (a, b) = (server.submit("first"), server.submit("second"));
     assert!(
         wait_for(60, || flag.exists()),
         "the first job never started"
@@ -162,7 +132,7 @@ fn sigterm_stops_accepting_lets_the_running_job_finish_and_keeps_the_queue() {
     std::fs::remove_file(&flag).unwrap();
     assert_eq!(server.wait(), 0, "{}", server.stderr.lock().unwrap());
     let store = env.store();
-    let status = |v: &Value| store.get(v["video_id"].as_str().unwrap()).unwrap().status;
+    let status = |id: &str| store.get(id).unwrap().status;
     assert_eq!(status(&a), JobStatus::Completed);
     assert_eq!(
         status(&b),

@@ -67,6 +67,13 @@ impl Server {
         format!("{}/api/v1{path}", self.url)
     }
 
+    /// Submits [`small_request`] with `prompt`; the new job's id.
+    pub fn submit(&self, prompt: &str) -> String {
+        let r = post(&self.api("/videos/generate"), &small_request(prompt), &[]);
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["video_id"].as_str().unwrap().to_string()
+    }
+
     pub fn signal(&self, sig: libc::c_int) {
         let pid = self.child.as_ref().unwrap().id();
         // SAFETY: signalling our own child.

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use aivideo::store::Store;
+use aivideo::store::{Job, Store};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -238,4 +238,21 @@ pub fn finish(child: Child) -> (i32, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.code().unwrap_or(-1), printed)
+}
+
+/// The most jobs `processing` at one moment, from the recorded start and end times.
+pub fn max_concurrent(jobs: &[Job]) -> usize {
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, i32)> = Vec::new();
+    for j in jobs {
+        events.push((j.started_at.unwrap(), 1));
+        events.push((j.completed_at.unwrap(), -1));
+    }
+    // Ends before starts at the same instant.
+    events.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in events {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
 }
