@@ -2,6 +2,7 @@
 
 mod util;
 
+mod browser;
 mod errors;
 mod faults;
 mod generate;
