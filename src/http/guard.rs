@@ -108,7 +108,7 @@ pub async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Re
     let query = req.uri().query().and_then(|q| {
         q.split('&')
             .find_map(|kv| kv.strip_prefix("access_token="))
-            .map(str::to_string)
+            .and_then(percent_decode)
     });
     let given = bearer.map(str::to_string).or(query);
     if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
@@ -121,6 +121,32 @@ pub async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Re
     )
     .header(header::WWW_AUTHENTICATE, "Bearer")
     .into_response()
+}
+
+/// A query value with its `%XX` escapes (and `+` for space) decoded; `None` when an escape
+/// is malformed or the result is not UTF-8.
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = value.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -306,6 +332,19 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(600));
         assert_eq!(limiter.check(ip), Ok(()));
         assert!(RateLimiter::new(0, 0).check(ip).is_ok());
+    }
+
+    #[test]
+    fn query_tokens_are_percent_decoded() {
+        assert_eq!(
+            percent_decode("abc%2Bdef%2Fg%3D").as_deref(),
+            Some("abc+def/g=")
+        );
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a b"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("%ff"), None);
     }
 
     #[test]
