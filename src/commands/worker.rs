@@ -22,6 +22,9 @@ use crate::store::{Job, JobSpec, JobStatus, Store, StoreError};
 /// How often a worker looks for jobs of dead workers to recover (or re-queue).
 const RECOVERY_INTERVAL: Duration = Duration::from_secs(2);
 
+/// Poll intervals a long-running worker waits after a failed claim.
+const RETRY_PAUSES: u32 = 8;
+
 pub fn run(ctx: &Context, args: &WorkerArgs) -> Result<u8> {
     let shutdown = CancelFlag::install().context("cannot install the signal handlers")?;
     let pool = WorkerPool {
@@ -153,7 +156,10 @@ impl WorkerPool {
         let mut last_recovery = Instant::now();
         while !self.shutdown.is_canceled() {
             if last_recovery.elapsed() >= RECOVERY_INTERVAL {
-                store.recover_interrupted()?;
+                if let Err(e) = store.recover_interrupted() {
+                    self.printer
+                        .warn(&format!("worker {n}: cannot recover interrupted jobs: {e}"));
+                }
                 last_recovery = Instant::now();
             }
             let (job, spec) = match store.claim_next() {
@@ -168,7 +174,19 @@ impl WorkerPool {
                     self.printer.warn(&format!("worker {n}: {e}"));
                     continue;
                 }
-                Err(e) => return Err(anyhow::Error::new(e).context("cannot claim a job")),
+                // A draining worker reports it; a long-running one says so and tries again
+                // (the history may be locked or its disk full for a while).
+                Err(e) if self.drain => {
+                    return Err(anyhow::Error::new(e).context("cannot claim a job"));
+                }
+                Err(e) => {
+                    self.printer
+                        .warn(&format!("worker {n}: cannot claim a job (retrying): {e}"));
+                    for _ in 0..RETRY_PAUSES {
+                        self.idle();
+                    }
+                    continue;
+                }
             };
             self.printer
                 .debug(&format!("worker {n}: running {}", job.video_id));
