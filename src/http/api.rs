@@ -3,13 +3,18 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::types::{ApiError, BatchRequest, BatchResponse, VideoList, VideoRequest, VideoResponse};
+use super::openapi::{ErrorBody, SystemStatusBody};
+use super::types::{
+    ApiError, BatchRequest, BatchResponse, Health, HealthStatus, VideoList, VideoRequest,
+    VideoResponse,
+};
 use super::{AppState, MAX_BATCH, MAX_BODY_BYTES};
 use crate::error::ErrorCode;
 use crate::metrics::{Format, Snapshot, error_chain};
@@ -166,6 +171,20 @@ async fn enqueue(state: &AppState, jobs: Vec<NewJob>) -> Result<Vec<VideoRespons
 }
 
 /// `POST /videos/generate`: validates and enqueues; answers once the job is recorded.
+#[utoipa::path(
+    post,
+    path = "/api/v1/videos/generate",
+    tag = "videos",
+    operation_id = "generate_video",
+    summary = "Submit one video request",
+    request_body(content = VideoRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The job, recorded as `pending`", body = VideoResponse),
+        (status = 400, description = "A rule across fields (quality and steps, aspect ratio) or the memory the request needs", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB", body = ErrorBody),
+        (status = 422, description = "The body is not JSON, does not fit the schema, or a field is outside the model's limits", body = ErrorBody),
+    )
+)]
 pub async fn generate(
     State(state): State<AppState>,
     body: Body,
@@ -178,6 +197,21 @@ pub async fn generate(
 
 /// `POST /videos/batch`: every request is validated first; one bad request rejects the
 /// batch (naming its index) and nothing is enqueued.
+#[utoipa::path(
+    post,
+    path = "/api/v1/videos/batch",
+    tag = "videos",
+    operation_id = "generate_batch",
+    summary = "Submit several video requests at once",
+    description = "Every request is validated first; one rejected request rejects the batch (`details.index` names it) and nothing is enqueued.",
+    request_body(content = BatchRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The jobs, in request order, recorded as `pending`", body = BatchResponse),
+        (status = 400, description = "A request breaks a rule across fields or needs too much memory", body = ErrorBody),
+        (status = 413, description = "The body is larger than 256 KiB", body = ErrorBody),
+        (status = 422, description = "The body is not JSON, does not fit the schema, or a field is outside the model's limits", body = ErrorBody),
+    )
+)]
 pub async fn batch(
     State(state): State<AppState>,
     body: Body,
@@ -205,6 +239,32 @@ pub async fn batch(
     }))
 }
 
+/// The `{id}` of a job's routes. An id that is not UTF-8 once percent-decoded names no job:
+/// 404 in the error shape, like any other id that is not a UUID (axum's own rejection is a
+/// plain-text 400).
+pub struct JobId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(JobId(id)),
+            Err(_) => {
+                // The id as sent (still percent-encoded, so printable).
+                let raw = parts
+                    .uri
+                    .path()
+                    .split('/')
+                    .skip_while(|s| *s != "videos")
+                    .nth(1)
+                    .unwrap_or_default();
+                Err(ApiError::not_found(raw))
+            }
+        }
+    }
+}
+
 /// Only whole UUIDs name jobs over HTTP (no prefix guessing).
 pub(super) fn check_id(id: &str) -> Result<String, ApiError> {
     match uuid::Uuid::parse_str(id) {
@@ -229,9 +289,21 @@ pub(super) async fn find(state: &AppState, id: &str) -> Result<crate::store::Job
 }
 
 /// `GET /videos/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/{id}",
+    tag = "videos",
+    operation_id = "get_video",
+    summary = "One job",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (a whole UUID)")),
+    responses(
+        (status = 200, description = "The job", body = VideoResponse),
+        (status = 404, description = "No job has this id", body = ErrorBody),
+    )
+)]
 pub async fn get_video(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobId(id): JobId,
 ) -> Result<Json<VideoResponse>, ApiError> {
     Ok(Json(find(&state, &id).await?.into()))
 }
@@ -250,7 +322,24 @@ pub struct ListQuery {
 /// Most jobs one page lists.
 pub const MAX_PAGE: u32 = 100;
 
-/// `GET /videos/?limit=&offset=&status=`: newest first, with the total count.
+/// `GET /videos/?limit=&offset=&status=`: newest first, with the total count (also served at
+/// `/videos/`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos",
+    tag = "videos",
+    operation_id = "list_videos",
+    summary = "List jobs, newest first",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Jobs on the page (default 20)"),
+        ("offset" = Option<u64>, Query, maximum = 9223372036854775807i64, description = "Jobs to skip (default 0)"),
+        ("status" = Option<JobStatus>, Query, description = "Only jobs in this status"),
+    ),
+    responses(
+        (status = 200, description = "One page of jobs and how many match in all", body = VideoList),
+        (status = 422, description = "A query parameter is invalid or unknown", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -304,10 +393,22 @@ pub async fn list(
 
 /// `DELETE /videos/{id}`: 200 with the canceled job when it had not started, 202 when a
 /// running job was asked to stop, 409 when it had ended.
-pub async fn cancel(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+#[utoipa::path(
+    delete,
+    path = "/api/v1/videos/{id}",
+    tag = "videos",
+    operation_id = "cancel_video",
+    summary = "Cancel a job",
+    description = "Cancels the job; its record stays (with status `canceled` once it has stopped).",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (a whole UUID)")),
+    responses(
+        (status = 200, description = "The job had not started: it is `canceled` now", body = VideoResponse),
+        (status = 202, description = "The job is running: its worker stops it at the next step", body = VideoResponse),
+        (status = 404, description = "No job has this id", body = ErrorBody),
+        (status = 409, description = "The job has already ended; nothing changed", body = ErrorBody),
+    )
+)]
+pub async fn cancel(State(state): State<AppState>, JobId(id): JobId) -> Result<Response, ApiError> {
     let id = check_id(&id)?;
     let wanted = id.clone();
     let outcome = state
@@ -342,6 +443,14 @@ pub async fn cancel(
 
 /// `GET /system/status`: what `aivideo status --json` shows, plus the server's workers and
 /// queue.
+#[utoipa::path(
+    get,
+    path = "/api/v1/system/status",
+    tag = "system",
+    operation_id = "system_status",
+    summary = "The job history, the model, the devices and the queue",
+    responses((status = 200, description = "What `aivideo status --json` shows, plus `server`", body = SystemStatusBody))
+)]
 pub async fn system_status(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -360,8 +469,20 @@ pub async fn system_status(
 }
 
 /// `GET /system/health`: 200 while the job history answers, else 503.
+#[utoipa::path(
+    get,
+    path = "/api/v1/system/health",
+    tag = "system",
+    operation_id = "health",
+    summary = "Whether the job history answers",
+    description = "Needs no token and is not rate limited.",
+    responses(
+        (status = 200, description = "The job history answers", body = Health),
+        (status = 503, description = "The job history does not answer", body = Health),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> Response {
-    let db = state.config.db.clone();
+    let database = state.config.db.clone();
     let checked = state
         .pool
         .run(|store| {
@@ -370,16 +491,37 @@ pub async fn health(State(state): State<AppState>) -> Response {
         })
         .await;
     match checked {
-        Ok(()) => Json(json!({ "status": "ok", "database": db })).into_response(),
+        Ok(()) => Json(Health {
+            status: HealthStatus::Ok,
+            reason: None,
+            database,
+        })
+        .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "reason": error_chain(&*e), "database": db })),
+            Json(Health {
+                status: HealthStatus::Unavailable,
+                reason: Some(error_chain(&*e)),
+                database,
+            }),
         )
             .into_response(),
     }
 }
 
 /// `GET /system/metrics`: the `serve-metrics` page plus this server's HTTP metrics.
+#[utoipa::path(
+    get,
+    path = "/api/v1/system/metrics",
+    tag = "system",
+    operation_id = "metrics",
+    summary = "Prometheus metrics",
+    description = "The Prometheus text format, or OpenMetrics when `Accept` prefers `application/openmetrics-text`.",
+    responses((status = 200, description = "The metrics page", content(
+        (String = "text/plain"),
+        (String = "application/openmetrics-text"),
+    )))
+)]
 pub async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -9,8 +9,9 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
@@ -18,8 +19,10 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::AppState;
-use super::api::find;
+use super::api::{JobId, find};
+use super::openapi::{ErrorBody, JobEventBody};
 use super::types::{ApiError, VideoResponse};
+use crate::error::ErrorCode;
 use crate::store::{JobProgress, JobStatus, StoreError};
 
 /// One event for a follower.
@@ -114,9 +117,22 @@ fn receiver_stream(rx: mpsc::Receiver<JobEvent>) -> impl Stream<Item = JobEvent>
 }
 
 /// `GET /videos/{id}/events`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/{id}/events",
+    tag = "events",
+    operation_id = "video_events",
+    summary = "The job's progress as Server-Sent Events",
+    description = "Events: `status` (the whole `VideoResponse`, at once and on every status change), `progress` (a `JobProgress`, on every recorded change) and `end` (the final status), after which the stream closes. A comment is sent every 15 s meanwhile.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (a whole UUID)")),
+    responses(
+        (status = 200, description = "The event stream, until the job ends", content_type = "text/event-stream", body = JobEventBody),
+        (status = 404, description = "No job has this id", body = ErrorBody),
+    )
+)]
 pub async fn sse(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobId(id): JobId,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     use futures_util::StreamExt as _;
     let rx = start(&state, &id).await?;
@@ -126,11 +142,29 @@ pub async fn sse(
 }
 
 /// `GET /videos/{id}/ws`: the same events as JSON text messages `{"event", "data"}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/{id}/ws",
+    tag = "events",
+    operation_id = "video_events_websocket",
+    summary = "The job's progress over a WebSocket",
+    description = "A WebSocket handshake (`Connection: Upgrade`, `Upgrade: websocket`, `Sec-WebSocket-Version: 13`, `Sec-WebSocket-Key`). The server then sends the events of `GET /videos/{id}/events` as JSON text messages `{\"event\", \"data\"}` and closes once the job has ended.",
+    params(("id" = String, Path, format = "uuid", description = "The job's id (a whole UUID)")),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, description = "The request is not a WebSocket handshake", body = ErrorBody),
+        (status = 404, description = "No job has this id", body = ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = ErrorBody),
+    )
+)]
 pub async fn websocket(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    upgrade: WebSocketUpgrade,
+    JobId(id): JobId,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Not a handshake: axum's status (400, or 426) with the error shape, not its plain text.
+    let upgrade =
+        upgrade.map_err(|e| ApiError::new(e.status(), ErrorCode::UsageError, e.body_text()))?;
     let rx = start(&state, &id).await?;
     Ok(upgrade
         .on_upgrade(move |socket| send_events(socket, rx))

@@ -6,21 +6,58 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
-use super::api::find;
+use super::api::{JobId, find};
+use super::openapi::{Binary, ErrorBody};
 use super::types::ApiError;
 use crate::error::ErrorCode;
 use crate::store::JobStatus;
 
 /// `GET /videos/{id}/download`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/{id}/download",
+    tag = "files",
+    operation_id = "download_video",
+    summary = "The MP4 of a completed job",
+    params(
+        ("id" = String, Path, format = "uuid", description = "The job's id (a whole UUID)"),
+        ("Range" = Option<String>, Header, nullable = false, description = "One byte range, `bytes=<start>-<end>`, `bytes=<start>-` or `bytes=-<suffix>`; other forms serve the whole file"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "ETags the client holds (or `*`): 304 when one matches"),
+    ),
+    responses(
+        (status = 200, description = "The whole file", content_type = "video/mp4", body = Binary, headers(
+            ("ETag" = String, description = "The file's version"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("Cache-Control" = String, description = "`private, max-age=0, must-revalidate`"),
+        )),
+        (status = 206, description = "The requested range", content_type = "video/mp4", body = Binary, headers(
+            ("ETag" = String, description = "The file's version"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("Cache-Control" = String, description = "`private, max-age=0, must-revalidate`"),
+            ("Content-Range" = String, description = "`bytes <start>-<end>/<length>`"),
+        )),
+        (status = 304, description = "The client's copy is current", headers(
+            ("ETag" = String, description = "The file's version"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("Cache-Control" = String, description = "`private, max-age=0, must-revalidate`"),
+        )),
+        (status = 404, description = "No job has this id", body = ErrorBody),
+        (status = 409, description = "The job has not completed", body = ErrorBody),
+        (status = 410, description = "The job's file is no longer on disk", body = ErrorBody),
+        (status = 416, description = "The range lies outside the file", body = ErrorBody, headers(
+            ("Content-Range" = String, description = "`bytes */<length>`"),
+        )),
+    )
+)]
 pub async fn download(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobId(id): JobId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &id).await?;
@@ -29,9 +66,49 @@ pub async fn download(
 }
 
 /// `GET /videos/{id}/thumbnail`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/videos/{id}/thumbnail",
+    tag = "files",
+    operation_id = "download_thumbnail",
+    summary = "The thumbnail of a completed job",
+    params(
+        ("id" = String, Path, format = "uuid", description = "The job's id (a whole UUID)"),
+        ("Range" = Option<String>, Header, nullable = false, description = "One byte range, `bytes=<start>-<end>`, `bytes=<start>-` or `bytes=-<suffix>`; other forms serve the whole file"),
+        ("If-None-Match" = Option<String>, Header, nullable = false, description = "ETags the client holds (or `*`): 304 when one matches"),
+    ),
+    responses(
+        (status = 200, description = "The whole file", content(
+            (Binary = "image/jpeg"), (Binary = "image/png"), (Binary = "image/webp"),
+        ), headers(
+            ("ETag" = String, description = "The file's version"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("Cache-Control" = String, description = "`private, max-age=0, must-revalidate`"),
+        )),
+        (status = 206, description = "The requested range", content(
+            (Binary = "image/jpeg"), (Binary = "image/png"), (Binary = "image/webp"),
+        ), headers(
+            ("ETag" = String, description = "The file's version"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("Cache-Control" = String, description = "`private, max-age=0, must-revalidate`"),
+            ("Content-Range" = String, description = "`bytes <start>-<end>/<length>`"),
+        )),
+        (status = 304, description = "The client's copy is current", headers(
+            ("ETag" = String, description = "The file's version"),
+            ("Accept-Ranges" = String, description = "`bytes`"),
+            ("Cache-Control" = String, description = "`private, max-age=0, must-revalidate`"),
+        )),
+        (status = 404, description = "No job has this id", body = ErrorBody),
+        (status = 409, description = "The job has not completed", body = ErrorBody),
+        (status = 410, description = "The job's file is no longer on disk", body = ErrorBody),
+        (status = 416, description = "The range lies outside the file", body = ErrorBody, headers(
+            ("Content-Range" = String, description = "`bytes */<length>`"),
+        )),
+    )
+)]
 pub async fn thumbnail(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    JobId(id): JobId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &id).await?;

@@ -84,10 +84,10 @@ pub async fn size_limits(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-/// Paths anyone may read without the token: the health check and the page itself (which
-/// holds no data; it asks for the token).
-fn is_public(path: &str) -> bool {
-    matches!(path, "/" | "/api/v1/system/health")
+/// Paths anyone may read without the token: the health check, the page itself and the
+/// OpenAPI document (which hold no data; the page asks for the token).
+pub(super) fn is_public(path: &str) -> bool {
+    matches!(path, "/" | "/api/v1/system/health" | "/api/v1/openapi.json")
 }
 
 /// With a token set, every other request needs `Authorization: Bearer <token>` (or, for

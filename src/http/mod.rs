@@ -8,6 +8,7 @@ mod events;
 mod files;
 pub mod guard;
 pub mod listener;
+mod openapi;
 mod page;
 mod pool;
 pub mod types;
@@ -78,7 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/videos/{id}/ws", get(events::websocket))
         .route("/system/status", get(api::system_status))
         .route("/system/health", get(api::health))
-        .route("/system/metrics", get(api::metrics));
+        .route("/system/metrics", get(api::metrics))
+        .route("/openapi.json", get(openapi::openapi_json));
     let mut app = Router::new()
         .route("/", get(page::index))
         .nest("/api/v1", api)

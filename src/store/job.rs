@@ -9,7 +9,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Where a job is in its life: `pending` → `processing` → `completed` | `failed` | `canceled`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     Pending,
@@ -68,23 +80,32 @@ impl FromStr for JobStatus {
 }
 
 /// One job as stored. Serialises with the SPEC's field names (pid and host stay internal).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Job {
     pub video_id: String,
     pub prompt: String,
     pub status: JobStatus,
     #[serde(serialize_with = "ser_ts")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "ser_opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub started_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ser_opt_ts")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub completed_at: Option<DateTime<Utc>>,
     /// Seconds, fractional.
+    #[schema(required = true)]
     pub processing_time: Option<f64>,
+    #[schema(required = true)]
     pub video_path: Option<String>,
+    #[schema(required = true)]
     pub thumbnail_path: Option<String>,
+    #[schema(required = true)]
     pub error_code: Option<String>,
+    #[schema(required = true)]
     pub error_message: Option<String>,
+    #[schema(value_type = Object)]
     pub metadata: Value,
     /// Frames generated (copied from `metadata.frames` so totals are cheap).
     #[serde(skip)]
@@ -96,6 +117,7 @@ pub struct Job {
     #[serde(skip)]
     pub host: Option<String>,
     /// The last progress a running job reported (kept once it ends).
+    #[schema(required = true)]
     pub progress: Option<super::JobProgress>,
     /// How many times a process started running the job (more than 1 after retries).
     pub attempts: u32,

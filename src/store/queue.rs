@@ -57,7 +57,7 @@ pub fn new_job_id() -> String {
 }
 
 /// Where a running job is, as recorded after its steps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobProgress {
     /// `denoising`, `decoding` or `writing`.
     pub phase: String,
@@ -66,8 +66,10 @@ pub struct JobProgress {
     /// Seconds since the job started.
     pub elapsed_s: f64,
     /// Estimated seconds left in this phase, once a step has finished.
+    #[schema(required = true)]
     pub eta_s: Option<f64>,
     #[serde(with = "ts_serde")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
 }
 

@@ -14,6 +14,7 @@ mod list;
 mod media;
 mod metrics;
 mod model;
+mod openapi;
 mod outputs;
 mod queue;
 mod recovery;
