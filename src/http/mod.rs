@@ -1,7 +1,8 @@
 //! The HTTP service of `aivideo serve`: the original API under `/api/v1` (videos, system),
-//! live progress (SSE and WebSocket), the page at `/`, and the guards every request passes
-//! (request id, size limits, rate limit, token, metrics). Jobs are only enqueued here;
-//! workers run them (see `aivideo worker`).
+//! live progress (SSE and WebSocket), the OpenAPI document, the page at `/`, the guards
+//! every request passes (request id, size limits, rate limit, token, metrics) and the accept
+//! loop that bounds connections. Jobs are only enqueued here; workers run them (see
+//! `aivideo worker`).
 
 mod api;
 mod events;
