@@ -33,9 +33,9 @@ fn routes_in_router_source() -> BTreeSet<(String, String)> {
             let methods: Vec<&str> = METHODS
                 .into_iter()
                 .filter(|m| {
-                    route.match_indices(&format!("{m}(")).any(|(i, _)| {
-                        i == 0 || !route.as_bytes()[i - 1].is_ascii_alphanumeric()
-                    })
+                    route
+                        .match_indices(&format!("{m}("))
+                        .any(|(i, _)| i == 0 || !route.as_bytes()[i - 1].is_ascii_alphanumeric())
                 })
                 .collect();
             assert!(!methods.is_empty(), "no method found for {path}: {route}");

@@ -107,7 +107,7 @@ impl Umt5Activation {
 
     fn apply(self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Self::GeluTanh => x.gelu(),
+            Self::GeluTanh => crate::nn::activation::gelu_tanh(x),
             Self::Gelu => x.gelu_erf(),
             Self::Relu => x.relu(),
             Self::Silu => x.silu(),

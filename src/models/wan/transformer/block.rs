@@ -5,6 +5,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
 use super::attention::{SelfAttnRope, WanAttention};
+use crate::nn::activation::gelu_tanh;
 use crate::nn::norm::layer_norm;
 
 /// `ffn`: `net.0.proj`, GELU (tanh approximation), `net.2`.
@@ -23,7 +24,8 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.proj_out.forward(&self.proj_in.forward(x)?.gelu()?)
+        self.proj_out
+            .forward(&gelu_tanh(&self.proj_in.forward(x)?)?)
     }
 }
 

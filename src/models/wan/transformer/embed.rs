@@ -128,7 +128,9 @@ impl ConditionEmbedder {
         let timestep_proj = timestep_proj.reshape((b, 6, dim))?;
         let text = self
             .text_linear_2
-            .forward(&self.text_linear_1.forward(text)?.gelu()?)?;
+            .forward(&crate::nn::activation::gelu_tanh(
+                &self.text_linear_1.forward(text)?,
+            )?)?;
         Ok(Conditions {
             temb,
             timestep_proj,
