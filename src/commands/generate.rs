@@ -9,8 +9,7 @@ mod files;
 mod input;
 
 use super::Context;
-use super::runner::report;
-use super::runner::{Runner, db_failure};
+use super::runner::{Runner, db_failure, report};
 use crate::cancel::CancelFlag;
 use crate::cli::{Device, GenerateArgs, Precision};
 use crate::error::{CliError, ErrorCode, exit};
