@@ -20,7 +20,7 @@ use crate::error::ErrorCode;
 use crate::metrics::{Format, Snapshot, error_chain};
 use crate::models::{Manifest, ModelSource, inspect};
 use crate::request::{ValidatedRequest, ValidationError, validate};
-use crate::store::{CancelOutcome, JobSpec, JobStatus, NewJob, StoreError, new_job_id};
+use crate::store::{CancelOutcome, JobSpec, JobStatus, NewJob, new_job_id};
 
 /// Reads a JSON body of at most [`MAX_BODY_BYTES`] (413 beyond) into `T` (422 when it is
 /// not JSON or does not fit the schema).
@@ -279,11 +279,7 @@ pub(super) async fn find(state: &AppState, id: &str) -> Result<crate::store::Job
     let wanted = id.clone();
     state
         .pool
-        .run(move |store| match store.get(&wanted) {
-            Ok(job) => Ok(Some(job)),
-            Err(StoreError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e.into()),
-        })
+        .run_found(move |store| store.get(&wanted))
         .await?
         .ok_or_else(|| ApiError::not_found(&id))
 }
@@ -413,12 +409,8 @@ pub async fn cancel(State(state): State<AppState>, JobId(id): JobId) -> Result<R
     let wanted = id.clone();
     let outcome = state
         .pool
-        .run(move |store| {
-            match store.request_cancel(&wanted, "canceled: DELETE /api/v1/videos/{id}") {
-                Ok(o) => Ok(Some(o)),
-                Err(StoreError::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            }
+        .run_found(move |store| {
+            store.request_cancel(&wanted, "canceled: DELETE /api/v1/videos/{id}")
         })
         .await?
         .ok_or_else(|| ApiError::not_found(&id))?;

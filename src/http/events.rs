@@ -23,7 +23,7 @@ use super::api::{JobId, find};
 use super::openapi::{ErrorBody, JobEventBody};
 use super::types::{ApiError, VideoResponse};
 use crate::error::ErrorCode;
-use crate::store::{JobProgress, JobStatus, StoreError};
+use crate::store::{JobProgress, JobStatus};
 
 /// One event for a follower.
 #[derive(Debug, Clone)]
@@ -32,30 +32,23 @@ pub(crate) struct JobEvent {
     pub data: Value,
 }
 
+/// Sends one event; false once the follower has gone.
+async fn emit(tx: &mpsc::Sender<JobEvent>, name: &'static str, data: Value) -> bool {
+    tx.send(JobEvent { name, data }).await.is_ok()
+}
+
 /// Follows job `id` until it ends, the client leaves or the server stops.
 async fn follow(state: AppState, id: String, tx: mpsc::Sender<JobEvent>) {
     let mut last_status: Option<JobStatus> = None;
     let mut last_progress: Option<JobProgress> = None;
     loop {
         let wanted = id.clone();
-        let job = state
-            .pool
-            .run(move |store| match store.get(&wanted) {
-                Ok(j) => Ok(Some(j)),
-                Err(StoreError::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e.into()),
-            })
-            .await;
+        let job = state.pool.run_found(move |store| store.get(&wanted)).await;
         let job = match job {
             Ok(Some(job)) => job,
             // Gone (or unreadable): say so and stop.
             Ok(None) | Err(_) => {
-                let _ = tx
-                    .send(JobEvent {
-                        name: "end",
-                        data: json!({ "video_id": id, "status": null }),
-                    })
-                    .await;
+                emit(&tx, "end", json!({ "video_id": id, "status": null })).await;
                 return;
             }
         };
@@ -63,38 +56,19 @@ async fn follow(state: AppState, id: String, tx: mpsc::Sender<JobEvent>) {
         if job.progress != last_progress {
             last_progress = job.progress.clone();
             if let Some(p) = &job.progress
-                && tx
-                    .send(JobEvent {
-                        name: "progress",
-                        data: json!(p),
-                    })
-                    .await
-                    .is_err()
+                && !emit(&tx, "progress", json!(p)).await
             {
                 return;
             }
         }
         if last_status != Some(status) {
             last_status = Some(status);
-            let data = json!(VideoResponse::from(job));
-            if tx
-                .send(JobEvent {
-                    name: "status",
-                    data,
-                })
-                .await
-                .is_err()
-            {
+            if !emit(&tx, "status", json!(VideoResponse::from(job))).await {
                 return;
             }
         }
         if status.is_terminal() {
-            let _ = tx
-                .send(JobEvent {
-                    name: "end",
-                    data: json!({ "video_id": id, "status": status }),
-                })
-                .await;
+            emit(&tx, "end", json!({ "video_id": id, "status": status })).await;
             return;
         }
         if state.shutdown.is_canceled() {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result};
 
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 16;
@@ -47,5 +47,20 @@ impl StorePool {
         })
         .await
         .context("a job-history task failed")?
+    }
+
+    /// Runs `f` like [`StorePool::run`], answering `None` when the job it names does not
+    /// exist.
+    pub async fn run_found<T, F>(&self, f: F) -> Result<Option<T>>
+    where
+        F: FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.run(move |store| match f(store) {
+            Ok(v) => Ok(Some(v)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        })
+        .await
     }
 }

@@ -282,7 +282,6 @@ impl<'a> Reporter<'a> {
             crate::faults::point("after-first-step");
         }
         let force = self.phase != Some(p.phase) || p.step >= p.total_steps;
-        self.phase = Some(p.phase);
         self.report(p.phase, p.step, p.total_steps, force)
     }
 
