@@ -15,7 +15,8 @@ use super::registry::Configs;
 use super::starter::config::StarterConfig;
 use super::wan::WanManifest;
 use super::wan::pipeline::MAX_SEQUENCE_LENGTH;
-use super::wan::transformer::{ATTENTION_CHUNK_SCORES, WanTransformerConfig};
+use super::wan::transformer::WanTransformerConfig;
+use crate::nn::attention::ATTENTION_CHUNK_SCORES;
 use super::wan::umt5::Umt5Config;
 use super::{DeviceChoice, GenerationParams, Manifest, PipelineError};
 

@@ -12,9 +12,7 @@ mod block;
 mod config;
 mod embed;
 
-pub use attention::{
-    ATTENTION_CHUNK_SCORES, SelfAttnRope, WanAttention, attention, attention_chunked,
-};
+pub use attention::{SelfAttnRope, WanAttention};
 pub use block::WanBlock;
 pub use config::{QK_NORM, TRANSFORMER_CLASS, TransformerConfigError, WanTransformerConfig};
 pub use embed::{ConditionEmbedder, Conditions, PatchEmbed, timestep_sinusoids};

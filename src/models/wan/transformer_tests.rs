@@ -1,5 +1,5 @@
 //! Parity of the Wan transformer with diffusers 0.42.1 on the tiny fixture, plus checks of
-//! its pieces (chunked attention, patch embedding, timestep sinusoids) and of its config.
+//! its pieces (patch embedding, timestep sinusoids) and of its config.
 
 use std::collections::HashMap;
 
@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 
 use super::*;
 
-use crate::models::wan::testing::{fixture, load, max_abs, max_diff};
+use crate::models::wan::testing::{fixture, load, max_abs, max_diff, seeded};
 
 fn tiny_model(dtype: DType) -> WanTransformer {
     let dir = fixture("tiny-pipeline/transformer");
@@ -81,45 +81,6 @@ fn forward_checks_its_inputs() {
     assert!(model.forward(&x, &t, &wrong_text).is_err());
     assert!(model.patch_grid(1, 2 * 1025, 2).is_err());
     assert_eq!(model.patch_grid(3, 4, 6).unwrap(), [3, 2, 3]);
-}
-
-fn seeded(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect();
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-}
-
-#[test]
-fn chunked_attention_matches_one_pass() {
-    let q = (seeded(&[2, 3, 37, 8], 1) * 2.0).unwrap();
-    let k = (seeded(&[2, 3, 29, 8], 2) * 2.0).unwrap();
-    let v = seeded(&[2, 3, 29, 8], 3);
-    let full = attention::attention_reference(&q, &k, &v).unwrap();
-    assert_eq!(full.dims(), [2, 37, 24]);
-    // One query row per chunk, 5 rows per chunk (uneven tail), and everything at once.
-    for budget in [1, 5 * 2 * 3 * 29, 1 << 30] {
-        let out = attention_chunked(&q, &k, &v, budget).unwrap();
-        assert!(max_diff(&out, &full) < 1e-6, "budget {budget}");
-    }
-    // bf16 inputs: softmax widened to f32, result close to the f32 one.
-    let (qb, kb, vb) = (
-        q.to_dtype(DType::BF16).unwrap(),
-        k.to_dtype(DType::BF16).unwrap(),
-        v.to_dtype(DType::BF16).unwrap(),
-    );
-    let out = attention_chunked(&qb, &kb, &vb, 7 * 2 * 3 * 29).unwrap();
-    assert_eq!(out.dtype(), DType::BF16);
-    assert!(max_diff(&out, &full) < 3e-2);
 }
 
 #[test]

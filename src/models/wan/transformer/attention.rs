@@ -1,53 +1,12 @@
-//! Wan's attention layers (self-attention with 3D RoPE, cross-attention to the text) and
-//! the query-chunked softmax attention they share.
+//! Wan's attention layers: self-attention with 3D RoPE and cross-attention to the text.
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
+use crate::nn::attention::attention;
+
 use crate::nn::norm::rms_norm;
 use crate::nn::rope::Rope3d;
-
-/// Most attention scores (batch × heads × query rows × keys) materialised at once: queries
-/// are processed in chunks of `ATTENTION_CHUNK_SCORES / (batch · heads · keys)` rows (at least
-/// one), so a chunk's scores take at most 256 MiB in f32 whatever the video length.
-pub const ATTENTION_CHUNK_SCORES: usize = 1 << 26;
-
-/// `softmax(q·kᵀ)·v` for `q` `[B, H, Sq, D]` already scaled by `1/√D`, `k` and `v`
-/// `[B, H, Sk, D]` (contiguous); returns `[B, Sq, H·D]`. See [`ATTENTION_CHUNK_SCORES`].
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    attention_chunked(q, k, v, ATTENTION_CHUNK_SCORES)
-}
-
-/// [`attention`] with at most `max_scores` scores per query chunk.
-///
-/// The scores are taken in the inputs' dtype. Where the softmax kernel would accumulate in
-/// a 16-bit dtype (candle's CPU kernel does; its CUDA kernel accumulates in f32), the
-/// scores are widened to f32 for the softmax and the probabilities rounded back.
-pub fn attention_chunked(q: &Tensor, k: &Tensor, v: &Tensor, max_scores: usize) -> Result<Tensor> {
-    let (b, h, sq, d) = q.dims4()?;
-    let sk = k.dim(2)?;
-    let dtype = q.dtype();
-    let widen = dtype != DType::F32 && !q.device().is_cuda();
-    let kt = k.transpose(2, 3)?;
-    let chunk = (max_scores / (b * h * sk).max(1)).clamp(1, sq.max(1));
-    let mut outs = Vec::with_capacity(sq.div_ceil(chunk));
-    for start in (0..sq).step_by(chunk) {
-        let len = chunk.min(sq - start);
-        let scores = q.narrow(2, start, len)?.matmul(&kt)?;
-        let probs = if widen {
-            candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
-        // [B, H, len, D] viewed as [B, len, H, D]; the concatenation makes it contiguous.
-        outs.push(probs.matmul(v)?.transpose(1, 2)?);
-    }
-    let out = match outs.as_slice() {
-        [one] => one.contiguous()?,
-        _ => Tensor::cat(&outs, 1)?,
-    };
-    out.reshape((b, sq, h * d))
-}
 
 /// The rotary tables of one forward pass: the keys' own, and the queries' scaled by
 /// attention's `1/√head_dim` (so the queries need no separate scaling pass).
@@ -98,12 +57,10 @@ impl WanAttention {
         })
     }
 
-    /// `[B, S, H·D]` to `[B, H, S, D]` (contiguous).
+    /// `[B, S, H·D]` viewed as `[B, H, S, D]` (no copy).
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.heads, self.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()
+        x.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2)
     }
 
     /// Self-attention over the video tokens `x` (`[B, N, dim]`) with rotary positions.
@@ -111,13 +68,8 @@ impl WanAttention {
         let q = rms_norm(&self.to_q.forward(x)?, Some(&self.norm_q), self.eps)?;
         let k = rms_norm(&self.to_k.forward(x)?, Some(&self.norm_k), self.eps)?;
         let v = self.split_heads(&self.to_v.forward(x)?)?;
-        let (b, n, _) = q.dims3()?;
-        let heads = |t: Tensor| {
-            t.reshape((b, n, self.heads, self.head_dim))?
-                .transpose(1, 2)
-        };
-        let q = rope.queries.apply(&heads(q)?)?;
-        let k = rope.keys.apply(&heads(k)?)?;
+        let q = rope.queries.apply(&self.split_heads(&q)?)?;
+        let k = rope.keys.apply(&self.split_heads(&k)?)?;
         self.to_out.forward(&attention(&q, &k, &v)?)
     }
 
@@ -135,17 +87,4 @@ impl WanAttention {
         );
         self.to_out.forward(&attention(&q, &k, &v)?)
     }
-}
-
-/// `softmax` over the last dimension without chunking, for tests of [`attention_chunked`].
-#[cfg(test)]
-pub fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let (b, h, sq, d) = q.dims4()?;
-    let scores = q.matmul(&k.transpose(2, 3)?)?;
-    let probs = candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?;
-    probs
-        .matmul(v)?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((b, sq, h * d))
 }
