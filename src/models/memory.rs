@@ -16,9 +16,9 @@ use super::starter::config::StarterConfig;
 use super::wan::WanManifest;
 use super::wan::pipeline::MAX_SEQUENCE_LENGTH;
 use super::wan::transformer::WanTransformerConfig;
-use crate::nn::attention::ATTENTION_CHUNK_SCORES;
 use super::wan::umt5::Umt5Config;
 use super::{DeviceChoice, GenerationParams, Manifest, PipelineError};
+use crate::nn::attention::ATTENTION_CHUNK_SCORES;
 
 /// The environment variable that sets the memory a generation may use (bytes, or a number
 /// with a `KiB`, `MiB`, `GiB` or `TiB` suffix), instead of what the system reports.

@@ -152,7 +152,10 @@ impl CustomOp3 for CpuAttention {
         let (v, vd) = Operand::new(vs, vl, "v")?;
         let sk = kd[2];
         if kd != [b, h, sk, d] || vd != kd {
-            candle_core::bail!("attention: q {:?}, k {kd:?} and v {vd:?} do not match", ql.dims());
+            candle_core::bail!(
+                "attention: q {:?}, k {kd:?} and v {vd:?} do not match",
+                ql.dims()
+            );
         }
         if sk == 0 {
             candle_core::bail!("attention over no keys");
@@ -237,8 +240,7 @@ impl CustomOp3 for CpuAttention {
                 }
                 for (r, &inv) in inv_sums.iter().take(rows).enumerate() {
                     // SAFETY: row `start + r` of head `hi` is this task's (see above).
-                    let row =
-                        unsafe { std::slice::from_raw_parts_mut(dst.add(r * h * d), d) };
+                    let row = unsafe { std::slice::from_raw_parts_mut(dst.add(r * h * d), d) };
                     row.iter_mut().for_each(|x| *x *= inv);
                 }
             },

@@ -6,10 +6,10 @@ pub mod activation;
 pub mod attention;
 pub mod conv3d;
 pub mod fastmath;
+pub mod linear;
 pub mod norm;
 pub mod rope;
 pub mod weights;
 
 #[cfg(test)]
 pub mod testing;
-

@@ -41,4 +41,3 @@ pub fn seeded(shape: &[usize], seed: u64) -> Tensor {
         .collect();
     Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
 }
-

@@ -18,7 +18,9 @@ pub use config::{QK_NORM, TRANSFORMER_CLASS, TransformerConfigError, WanTransfor
 pub use embed::{ConditionEmbedder, Conditions, PatchEmbed, timestep_sinusoids};
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
+
+use crate::nn::linear::{Linear, linear};
 
 use crate::nn::norm::layer_norm;
 use crate::nn::rope::{Rope3d, WAN_ROPE_THETA};

@@ -1,7 +1,9 @@
 //! Wan's attention layers: self-attention with 3D RoPE and cross-attention to the text.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
+
+use crate::nn::linear::{Linear, linear};
 
 use crate::nn::attention::attention;
 
@@ -60,7 +62,8 @@ impl WanAttention {
     /// `[B, S, H·D]` viewed as `[B, H, S, D]` (no copy).
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, s, _) = x.dims3()?;
-        x.reshape((b, s, self.heads, self.head_dim))?.transpose(1, 2)
+        x.reshape((b, s, self.heads, self.head_dim))?
+            .transpose(1, 2)
     }
 
     /// Self-attention over the video tokens `x` (`[B, N, dim]`) with rotary positions.

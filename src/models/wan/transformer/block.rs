@@ -2,7 +2,9 @@
 //! modulated GELU feed-forward, with the f32 islands diffusers keeps in a bf16 model.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
+
+use crate::nn::linear::{Linear, linear};
 
 use super::attention::{SelfAttnRope, WanAttention};
 use crate::nn::activation::gelu_tanh;

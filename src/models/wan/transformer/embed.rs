@@ -2,7 +2,9 @@
 //! and modulation projection, and the text projection.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder, linear};
+use candle_nn::VarBuilder;
+
+use crate::nn::linear::{Linear, linear};
 
 /// Sinusoidal embedding of `timesteps` as diffusers' `Timesteps(dim, flip_sin_to_cos=True,
 /// downscale_freq_shift=0)`: `[cos(t·fⱼ) …, sin(t·fⱼ) …]` with `fⱼ = 10000^(−j/(dim/2))`,
@@ -48,7 +50,7 @@ impl PatchEmbed {
         let weight = weight.reshape((dim, in_channels * pt * ph * pw))?;
         let bias = vb.get(dim, "bias")?;
         Ok(Self {
-            proj: Linear::new(weight, Some(bias)),
+            proj: Linear::new(weight, Some(bias))?,
             in_channels,
             patch,
         })

@@ -1,0 +1,221 @@
+//! Dense layers `y = x·Wᵀ + b` from a checkpoint's `weight` `[out, in]` and `bias` `[out]`.
+//! On the CPU in f32 the weight is kept transposed (`[in, out]`, contiguous, which gemm
+//! packs with plain copies) and the product is written by gemm into a buffer that already
+//! holds the bias, so adding it costs no pass of its own; elsewhere candle's `Linear`.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Module, Result};
+use candle_core::{Shape, Tensor};
+use candle_nn::VarBuilder;
+use gemm::{Parallelism, gemm};
+
+/// A dense layer; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Linear(Kind);
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// `wt` `[in, out]` contiguous f32, `bias` `[out]` f32.
+    Cpu {
+        wt: Tensor,
+        bias: Option<Tensor>,
+    },
+    Candle(candle_nn::Linear),
+}
+
+/// Loads `weight` `[out, in]` and `bias` `[out]` from `vb`.
+pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    let bias = vb.get(out_dim, "bias")?;
+    Linear::new(vb.get((out_dim, in_dim), "weight")?, Some(bias))
+}
+
+/// Loads `weight` `[out, in]` from `vb`; no bias.
+pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    Linear::new(vb.get((out_dim, in_dim), "weight")?, None)
+}
+
+impl Linear {
+    /// A layer from `weight` `[out, in]` and an optional `bias` `[out]`.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        if matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32 {
+            let bias = bias.map(|b| b.contiguous()).transpose()?;
+            Ok(Self(Kind::Cpu {
+                wt: weight.t()?.contiguous()?,
+                bias,
+            }))
+        } else {
+            Ok(Self(Kind::Candle(candle_nn::Linear::new(weight, bias))))
+        }
+    }
+}
+
+impl Module for Linear {
+    /// `x` `[…, in]` to `[…, out]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (wt, bias) = match &self.0 {
+            Kind::Candle(l) => return l.forward(x),
+            Kind::Cpu { wt, bias } => (wt, bias),
+        };
+        let (in_dim, out_dim) = wt.dims2()?;
+        let mut out_shape = x.dims().to_vec();
+        match out_shape.last_mut() {
+            Some(last) if *last == in_dim => *last = out_dim,
+            _ => candle_core::bail!(
+                "linear: input {:?} for a layer of {in_dim} inputs",
+                x.shape()
+            ),
+        }
+        let rows = x.elem_count() / in_dim.max(1);
+        let x = x.contiguous()?.reshape((rows, in_dim))?;
+        let y = match bias {
+            Some(b) => x.apply_op3_no_bwd(wt, b, &CpuLinear)?,
+            None => x.apply_op2_no_bwd(wt, &CpuLinear)?,
+        };
+        y.reshape(out_shape)
+    }
+}
+
+struct CpuLinear;
+
+/// The f32 slice a contiguous layout covers.
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(d), Some((start, end))) => Ok(&d[start..end]),
+        _ => candle_core::bail!("linear: the {what} must be contiguous f32"),
+    }
+}
+
+impl CpuLinear {
+    /// `x` `[rows, in]` times `wt` `[in, out]`, plus `bias` broadcast over the rows.
+    fn run(
+        x: (&CpuStorage, &Layout),
+        wt: (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, in_dim) = x.1.shape().dims2()?;
+        let (w_in, out_dim) = wt.1.shape().dims2()?;
+        if w_in != in_dim {
+            candle_core::bail!("linear: {in_dim} inputs for a {w_in}-input weight");
+        }
+        let xs = f32_slice(x.0, x.1, "input")?;
+        let ws = f32_slice(wt.0, wt.1, "weight")?;
+        let mut out = match bias {
+            Some((s, l)) => {
+                let b = f32_slice(s, l, "bias")?;
+                if b.len() != out_dim {
+                    candle_core::bail!("linear: a bias of {} for {out_dim} outputs", b.len());
+                }
+                let mut out = Vec::with_capacity(rows * out_dim);
+                for _ in 0..rows {
+                    out.extend_from_slice(b);
+                }
+                out
+            }
+            None => vec![0f32; rows * out_dim],
+        };
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism = if threads > 1 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
+        if rows > 0 && out_dim > 0 {
+            // SAFETY: `out` is `rows × out_dim`, `xs` `rows × in_dim` and `ws`
+            // `in_dim × out_dim`, all row-major and contiguous (checked above).
+            unsafe {
+                gemm(
+                    rows,
+                    out_dim,
+                    in_dim,
+                    out.as_mut_ptr(),
+                    1,
+                    out_dim as isize,
+                    bias.is_some(),
+                    xs.as_ptr(),
+                    1,
+                    in_dim as isize,
+                    ws.as_ptr(),
+                    1,
+                    out_dim as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                );
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((rows, out_dim))))
+    }
+}
+
+impl CustomOp2 for CpuLinear {
+    fn name(&self) -> &'static str {
+        "linear-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Self::run((xs, xl), (ws, wl), None)
+    }
+}
+
+impl CustomOp3 for CpuLinear {
+    fn name(&self) -> &'static str {
+        "linear-bias-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        Self::run((xs, xl), (ws, wl), Some((bs, bl)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::testing::{max_abs, max_diff, seeded};
+
+    #[test]
+    fn matches_candles_linear_with_and_without_bias() {
+        let w = seeded(&[37, 70], 1);
+        let b = seeded(&[37], 2);
+        // A batch of 2 × 5 rows, and a strided input (made contiguous on the way in).
+        let x = seeded(&[2, 5, 70], 3);
+        for bias in [Some(b.clone()), None] {
+            let ours = Linear::new(w.clone(), bias.clone()).unwrap();
+            let theirs = candle_nn::Linear::new(w.clone(), bias);
+            let want = theirs.forward(&x).unwrap();
+            let got = ours.forward(&x).unwrap();
+            assert_eq!(got.dims(), [2, 5, 37]);
+            assert!(max_diff(&got, &want) < 1e-6 * max_abs(&want).max(1.0));
+            let xt = seeded(&[70, 4], 4).t().unwrap();
+            let diff = max_diff(&ours.forward(&xt).unwrap(), &theirs.forward(&xt).unwrap());
+            assert!(diff < 1e-5);
+        }
+    }
+
+    #[test]
+    fn other_dtypes_use_candle_and_shapes_are_checked() {
+        let w = seeded(&[3, 4], 1);
+        let bf = Linear::new(w.to_dtype(DType::BF16).unwrap(), None).unwrap();
+        let x = seeded(&[2, 4], 2).to_dtype(DType::BF16).unwrap();
+        assert_eq!(bf.forward(&x).unwrap().dtype(), DType::BF16);
+        let f = Linear::new(w, None).unwrap();
+        assert!(f.forward(&seeded(&[2, 5], 3)).is_err());
+        let empty = Tensor::zeros((0, 4), DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(f.forward(&empty).unwrap().dims(), [0, 3]);
+    }
+}
