@@ -1,11 +1,11 @@
 //! Branch-free f32 `exp` and `tanh` that the compiler vectorises (libm's are one call per
-//! element), and [`simd_dispatch!`], which compiles a CPU kernel a second time for AVX2 and
-//! FMA and picks that copy at run time where the processor has them.
+//! element), and [`simd_dispatch!`], which compiles a CPU kernel again for AVX-512 and for
+//! AVX2 and picks the widest copy the processor runs.
 
-/// Defines `pub fn $name(args)` that runs `$body` compiled for AVX2+FMA when the CPU has
-/// them, else for the build's baseline. The arithmetic is the same in both (Rust does not
-/// contract `a * b + c` into a fused multiply-add), so the results are bit-identical; only
-/// the vector width changes.
+/// Defines `fn $name(args)` that runs `$body` compiled for AVX-512 (F, VL, BW, DQ) or for
+/// AVX2+FMA when the CPU has them, else for the build's baseline. The arithmetic is the
+/// same in every copy (Rust does not contract `a * b + c` into a fused multiply-add), so
+/// the results are bit-identical; only the vector width changes.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! simd_dispatch {
@@ -16,9 +16,22 @@ macro_rules! simd_dispatch {
             fn generic($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
                     generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the features `avx512` was compiled for are present.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2")
                     && std::arch::is_x86_feature_detected!("fma")
@@ -47,7 +60,11 @@ pub fn exp_f32(x: f32) -> f32 {
     // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer without `round`.
     const ROUND: f32 = 12_582_912.0;
     let xc = x.clamp(LO, HI);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    // `t` holds n + 1.5·2²³ exactly, so its low mantissa bits are n (no float-to-int
+    // conversion, whose saturation the vectoriser would do lane by lane).
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = (((((1.987_569_2e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 0.166_666_65)
@@ -57,8 +74,7 @@ pub fn exp_f32(x: f32) -> f32 {
         * r
         + r
         + 1.0;
-    // n ∈ [−126, 128]: for n = 128 use 2¹²⁷ · 2 so the exponent bits stay finite.
-    let ni = n as i32;
+    // n ∈ [−126, 128]: 2ⁿ as two factors so that n = 128 stays finite.
     let half = ni >> 1;
     let scale_a = f32::from_bits(((half + 127) as u32) << 23);
     let scale_b = f32::from_bits(((ni - half + 127) as u32) << 23);
