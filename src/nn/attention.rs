@@ -7,6 +7,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, T
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
+use super::cpu::sum_f32;
 use super::fastmath::exp_f32;
 
 /// Most attention scores (batch × heads × query rows × keys) the non-CPU path materialises
@@ -18,14 +19,18 @@ pub const ATTENTION_CHUNK_SCORES: usize = 1 << 26;
 /// Query rows one CPU task handles (a multiple of gemm's 64-row AVX-512 tile).
 const QUERY_BLOCK: usize = 128;
 
-/// `softmax(q·kᵀ)·v` for `q` `[B, H, Sq, D]` already scaled by `1/√D`, `k` and `v`
-/// `[B, H, Sk, D]`; returns `[B, Sq, H·D]` (contiguous) in `q`'s dtype. The inputs may be
-/// strided views (for example `[B, S, H, D]` transposed to `[B, H, S, D]`).
+/// `softmax(scale · q·kᵀ)·v` for `q` `[B, H, Sq, D]`, `k` and `v` `[B, H, Sk, D]` and a
+/// positive `scale` (usually `1/√D`, or 1 where the queries are scaled already); returns
+/// `[B, Sq, H·D]` (contiguous) in `q`'s dtype. The inputs may be strided views (for
+/// example `[B, S, H, D]` transposed to `[B, H, S, D]`).
 ///
 /// On the CPU the work is done in f32 by a fused kernel (16-bit inputs are widened first,
 /// so the softmax and the products accumulate in f32); elsewhere by candle's matmul and
 /// softmax in query chunks of at most [`ATTENTION_CHUNK_SCORES`] scores.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> Result<Tensor> {
+    if !(scale > 0.0 && scale.is_finite()) {
+        candle_core::bail!("attention scale {scale} is not a positive number");
+    }
     if matches!(q.device(), Device::Cpu) {
         let dtype = q.dtype();
         let f32_view = |t: &Tensor| -> Result<Tensor> {
@@ -37,9 +42,17 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
                 t.contiguous()
             }
         };
-        let out = f32_view(q)?.apply_op3_no_bwd(&f32_view(k)?, &f32_view(v)?, &CpuAttention)?;
+        let op = CpuAttention {
+            scale: scale as f32,
+        };
+        let out = f32_view(q)?.apply_op3_no_bwd(&f32_view(k)?, &f32_view(v)?, &op)?;
         return out.to_dtype(dtype);
     }
+    let q = if scale == 1.0 {
+        q.clone()
+    } else {
+        (q.to_dtype(DType::F32)? * scale)?.to_dtype(q.dtype())?
+    };
     attention_chunked(
         &q.contiguous()?,
         &k.contiguous()?,
@@ -48,8 +61,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     )
 }
 
-/// [`attention`] by candle's ops with at most `max_scores` scores per query chunk (the
-/// path of devices other than the CPU; inputs contiguous).
+/// [`attention`] of queries scaled already, by candle's ops with at most `max_scores`
+/// scores per query chunk (the path of devices other than the CPU; inputs contiguous).
 ///
 /// The scores are taken in the inputs' dtype. Where the softmax kernel would accumulate in
 /// a 16-bit dtype (candle's CPU kernel does; its CUDA kernel accumulates in f32), the
@@ -131,7 +144,9 @@ impl SharedMut {
     }
 }
 
-struct CpuAttention;
+struct CpuAttention {
+    scale: f32,
+}
 
 impl CustomOp3 for CpuAttention {
     fn name(&self) -> &'static str {
@@ -212,7 +227,7 @@ impl CustomOp3 for CpuAttention {
                 }
                 let mut inv_sums = [0f32; QUERY_BLOCK];
                 for (row, inv) in scores.chunks_mut(sk).take(rows).zip(&mut inv_sums) {
-                    *inv = 1.0 / softmax_numerators(row);
+                    *inv = 1.0 / softmax_numerators(row, self.scale);
                 }
                 let dst = out_ptr.get().wrapping_add(((bi * sq + start) * h + hi) * d);
                 unsafe {
@@ -249,25 +264,18 @@ impl CustomOp3 for CpuAttention {
     }
 }
 
-/// Replaces `row` by `exp(x − max)` and returns the sum of those values (at least 1).
-fn softmax_numerators(row: &mut [f32]) -> f32 {
+/// Replaces `row` by `exp(scale · (x − max))` and returns the sum of those values (at
+/// least 1).
+fn softmax_numerators(row: &mut [f32], scale: f32) -> f32 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    exp_shifted(row, max);
-    // Pairwise-ish: eight partial sums, which the compiler keeps in one vector.
-    let mut acc = [0f32; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    exp_shifted(row, max, scale);
+    sum_f32(row)
 }
 
 crate::simd_dispatch! {
-    fn exp_shifted(row: &mut [f32], max: f32) {
+    fn exp_shifted(row: &mut [f32], max: f32, scale: f32) {
         for x in row.iter_mut() {
-            *x = exp_f32(*x - max);
+            *x = exp_f32((*x - max) * scale);
         }
     }
 }

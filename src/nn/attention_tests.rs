@@ -43,7 +43,7 @@ fn the_cpu_kernel_matches_softmax_attention() {
     let q = (seeded(&[2, 3, 37, 8], 1) * 2.0).unwrap();
     let k = (seeded(&[2, 3, 29, 8], 2) * 2.0).unwrap();
     let v = seeded(&[2, 3, 29, 8], 3);
-    let out = attention(&q, &k, &v).unwrap();
+    let out = attention(&q, &k, &v, 1.0).unwrap();
     assert_eq!(out.dims(), [2, 37, 24]);
     assert!(max_diff(&out, &reference(&q, &k, &v)) < 1e-6);
 
@@ -54,13 +54,19 @@ fn the_cpu_kernel_matches_softmax_attention() {
     let v = heads_view(b, 301, h, d, 6, 1.0);
     assert!(!q.is_contiguous());
     let want = reference(&q, &k, &v);
-    let out = attention(&q, &k, &v).unwrap();
+    let out = attention(&q, &k, &v, 1.0).unwrap();
     assert!(max_diff(&out, &want) < 1e-6 * max_abs(&want).max(1.0));
 
     // Scores in the hundreds: the softmax subtracts each row's maximum.
     let big = (&q * 40.0).unwrap();
     let want = reference(&big, &k, &v);
-    assert!(max_diff(&attention(&big, &k, &v).unwrap(), &want) < 1e-5);
+    assert!(max_diff(&attention(&big, &k, &v, 1.0).unwrap(), &want) < 1e-5);
+    // The scale is applied to the scores: the same as scaling the queries.
+    let got = attention(&big, &k, &v, 1.0 / 40.0).unwrap();
+    let want = reference(&q, &k, &v);
+    assert!(max_diff(&got, &want) < 1e-5);
+    assert!(attention(&q, &k, &v, 0.0).is_err());
+    assert!(attention(&q, &k, &v, f64::NAN).is_err());
 }
 
 #[test]
@@ -70,16 +76,16 @@ fn the_cpu_kernel_takes_16_bit_inputs_and_checks_shapes() {
     let v = seeded(&[1, 2, 33, 16], 9);
     let want = reference(&q, &k, &v);
     let bf = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
-    let out = attention(&bf(&q), &bf(&k), &bf(&v)).unwrap();
+    let out = attention(&bf(&q), &bf(&k), &bf(&v), 1.0).unwrap();
     assert_eq!(out.dtype(), DType::BF16);
     assert!(max_diff(&out, &want) < 2e-2);
 
     let wrong_v = seeded(&[1, 2, 32, 16], 10);
-    assert!(attention(&q, &k, &wrong_v).is_err());
+    assert!(attention(&q, &k, &wrong_v, 1.0).is_err());
     let wrong_d = seeded(&[1, 2, 33, 8], 11);
-    assert!(attention(&q, &wrong_d, &wrong_d).is_err());
+    assert!(attention(&q, &wrong_d, &wrong_d, 1.0).is_err());
     let no_keys = Tensor::zeros((1, 2, 0, 16), DType::F32, &Device::Cpu).unwrap();
-    assert!(attention(&q, &no_keys, &no_keys).is_err());
+    assert!(attention(&q, &no_keys, &no_keys, 1.0).is_err());
 }
 
 #[test]

@@ -5,9 +5,11 @@
 pub mod activation;
 pub mod attention;
 pub mod conv3d;
+pub mod cpu;
 pub mod fastmath;
 pub mod linear;
 pub mod norm;
+pub mod residual;
 pub mod rope;
 pub mod weights;
 

@@ -8,6 +8,9 @@
 
 use candle_core::{DType, Device, Result, Tensor};
 
+use super::cpu::{is_cpu_f32, map_rows};
+use super::norm::{rms_norm, rms_row};
+
 /// Wan's base wavelength.
 pub const WAN_ROPE_THETA: f64 = 10_000.0;
 
@@ -133,6 +136,46 @@ impl Rope3d {
             x.to_dtype(DType::F32)?
         };
         candle_nn::rotary_emb::rope_i(&xf, &self.cos, &self.sin)?.to_dtype(dtype)
+    }
+}
+
+impl Rope3d {
+    /// RMS normalisation of `x` `[B, N, H·D]` across all `H·D` channels (times `weight`,
+    /// in f32, rounded to `x`'s dtype), then [`Rope3d::apply`] to each head. Returns
+    /// `[B, H, N, D]`: on the CPU in f32 a view of one `[B, N, H·D]` tensor made in a
+    /// single pass.
+    pub fn rms_norm_apply(&self, x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+        let (b, n, channels) = x.dims3()?;
+        let d = self.head_dim;
+        if n != self.tokens() || !channels.is_multiple_of(d) || weight.elem_count() != channels {
+            candle_core::bail!(
+                "rotary embedding for {} tokens of head dim {d} after a norm of {:?} applied \
+                 to {:?}",
+                self.tokens(),
+                weight.shape(),
+                x.shape()
+            );
+        }
+        let heads = channels / d;
+        if !is_cpu_f32(x) {
+            let y = rms_norm(x, Some(weight), eps)?;
+            return self.apply(&y.reshape((b, n, heads, d))?.transpose(1, 2)?);
+        }
+        let half = d / 2;
+        let w = weight.to_dtype(DType::F32)?.flatten_all()?.contiguous()?;
+        let y = map_rows(x, &[&w, &self.cos, &self.sin], |r, row, out, p| {
+            rms_row(row, p[0], eps as f32, out);
+            let t = r % n;
+            let (cos, sin) = (&p[1][t * half..][..half], &p[2][t * half..][..half]);
+            for head in out.chunks_exact_mut(d) {
+                for (pair, (&c, &s)) in head.chunks_exact_mut(2).zip(cos.iter().zip(sin)) {
+                    let (x0, x1) = (pair[0], pair[1]);
+                    pair[0] = x0 * c - x1 * s;
+                    pair[1] = x0 * s + x1 * c;
+                }
+            }
+        })?;
+        y.reshape((b, n, heads, d))?.transpose(1, 2)
     }
 }
 

@@ -80,3 +80,40 @@ fn apply_rotates_adjacent_pairs() {
     assert_eq!(diff, 0.0);
     assert!(rope.apply(&x.narrow(2, 0, 5).unwrap()).is_err());
 }
+
+#[test]
+fn rms_norm_apply_matches_norm_then_rotation() {
+    use crate::nn::norm::rms_norm;
+    use crate::nn::testing::{max_diff, seeded};
+    let (heads, d) = (3, 12);
+    let rope = Rope3d::new(d, [2, 2, 3], WAN_ROPE_THETA, &Device::Cpu).unwrap();
+    let x = (seeded(&[2, 12, heads * d], 1) * 3.0).unwrap();
+    let w = (seeded(&[heads * d], 2) + 1.5).unwrap();
+    let want = rope
+        .apply(
+            &rms_norm(&x, Some(&w), 1e-6)
+                .unwrap()
+                .reshape((2, 12, heads, d))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap(),
+        )
+        .unwrap();
+    let got = rope.rms_norm_apply(&x, &w, 1e-6).unwrap();
+    assert_eq!(got.dims(), [2, heads, 12, d]);
+    assert!(max_diff(&got, &want) < 1e-6);
+    // bf16 goes the unfused way and stays close.
+    let xb = x.to_dtype(DType::BF16).unwrap();
+    let gb = rope.rms_norm_apply(&xb, &w, 1e-6).unwrap();
+    assert_eq!(gb.dtype(), DType::BF16);
+    assert!(max_diff(&gb, &want) < 5e-2);
+    // Wrong token count, a weight of the wrong size.
+    assert!(
+        rope.rms_norm_apply(&x.narrow(1, 0, 11).unwrap(), &w, 1e-6)
+            .is_err()
+    );
+    assert!(
+        rope.rms_norm_apply(&x, &w.narrow(0, 0, 35).unwrap(), 1e-6)
+            .is_err()
+    );
+}

@@ -22,7 +22,7 @@ use candle_nn::VarBuilder;
 
 use crate::nn::linear::{Linear, linear};
 
-use crate::nn::norm::layer_norm;
+use crate::nn::norm::layer_norm_modulate;
 use crate::nn::rope::{Rope3d, WAN_ROPE_THETA};
 
 /// The Wan2.1 transformer, loaded from the checkpoint's `transformer/` weights.
@@ -170,9 +170,7 @@ impl WanTransformer {
             .scale_shift_table
             .broadcast_add(&cond.temb.to_dtype(DType::F32)?.unsqueeze(1)?)?;
         let (shift, scale) = (m.narrow(1, 0, 1)?, (m.narrow(1, 1, 1)? + 1.0)?);
-        let h = layer_norm(&x.to_dtype(DType::F32)?, None, None, self.cfg.eps)?
-            .broadcast_mul(&scale)?
-            .broadcast_add(&shift)?
+        let h = layer_norm_modulate(&x.to_dtype(DType::F32)?, &scale, &shift, self.cfg.eps)?
             .to_dtype(self.dtype)?;
         let y = self.proj_out.forward(&h)?;
         self.unpatchify(&y, b, grid)

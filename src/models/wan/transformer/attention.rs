@@ -1,6 +1,6 @@
 //! Wan's attention layers: self-attention with 3D RoPE and cross-attention to the text.
 
-use candle_core::{DType, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::nn::linear::{Linear, linear};
@@ -68,12 +68,15 @@ impl WanAttention {
 
     /// Self-attention over the video tokens `x` (`[B, N, dim]`) with rotary positions.
     pub fn forward_self(&self, x: &Tensor, rope: &SelfAttnRope) -> Result<Tensor> {
-        let q = rms_norm(&self.to_q.forward(x)?, Some(&self.norm_q), self.eps)?;
-        let k = rms_norm(&self.to_k.forward(x)?, Some(&self.norm_k), self.eps)?;
+        let q = rope
+            .queries
+            .rms_norm_apply(&self.to_q.forward(x)?, &self.norm_q, self.eps)?;
+        let k = rope
+            .keys
+            .rms_norm_apply(&self.to_k.forward(x)?, &self.norm_k, self.eps)?;
         let v = self.split_heads(&self.to_v.forward(x)?)?;
-        let q = rope.queries.apply(&self.split_heads(&q)?)?;
-        let k = rope.keys.apply(&self.split_heads(&k)?)?;
-        self.to_out.forward(&attention(&q, &k, &v)?)
+        // The queries' rotation is scaled by 1/√D already.
+        self.to_out.forward(&attention(&q, &k, &v, 1.0)?)
     }
 
     /// Cross-attention from the video tokens `x` (`[B, N, dim]`) to `context` (`[B, L, dim]`).
@@ -81,13 +84,12 @@ impl WanAttention {
         let q = rms_norm(&self.to_q.forward(x)?, Some(&self.norm_q), self.eps)?;
         let k = rms_norm(&self.to_k.forward(context)?, Some(&self.norm_k), self.eps)?;
         let v = self.to_v.forward(context)?;
-        let dtype = q.dtype();
-        let q = (q.to_dtype(DType::F32)? / (self.head_dim as f64).sqrt())?.to_dtype(dtype)?;
         let (q, k, v) = (
             self.split_heads(&q)?,
             self.split_heads(&k)?,
             self.split_heads(&v)?,
         );
-        self.to_out.forward(&attention(&q, &k, &v)?)
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        self.to_out.forward(&attention(&q, &k, &v, scale)?)
     }
 }

@@ -8,7 +8,8 @@ use crate::nn::linear::{Linear, linear};
 
 use super::attention::{SelfAttnRope, WanAttention};
 use crate::nn::activation::gelu_tanh;
-use crate::nn::norm::layer_norm;
+use crate::nn::norm::{layer_norm, layer_norm_modulate};
+use crate::nn::residual::add_gated;
 
 /// `ffn`: `net.0.proj`, GELU (tanh approximation), `net.2`.
 #[derive(Debug, Clone)]
@@ -48,13 +49,6 @@ pub struct WanBlock {
     /// `[1, 6, dim]` f32: shift, scale, gate of the self-attention, then of the feed-forward.
     scale_shift_table: Tensor,
     eps: f64,
-}
-
-/// `(1 + scale) · x + shift` on an f32 `x`, rounded to `dtype`.
-fn modulate(x: &Tensor, shift: &Tensor, scale_plus_one: &Tensor, dtype: DType) -> Result<Tensor> {
-    x.broadcast_mul(scale_plus_one)?
-        .broadcast_add(shift)?
-        .to_dtype(dtype)
 }
 
 impl WanBlock {
@@ -105,14 +99,9 @@ impl WanBlock {
 
         // Self-attention; the residual sum is taken in f32.
         let xf = x.to_dtype(DType::F32)?;
-        let h = modulate(
-            &layer_norm(&xf, None, None, self.eps)?,
-            &shift,
-            &scale,
-            dtype,
-        )?;
+        let h = layer_norm_modulate(&xf, &scale, &shift, self.eps)?.to_dtype(dtype)?;
         let attn = self.attn1.forward_self(&h, rope)?.to_dtype(DType::F32)?;
-        let x = (xf + attn.broadcast_mul(&gate)?)?.to_dtype(dtype)?;
+        let x = add_gated(&xf, &attn, &gate)?.to_dtype(dtype)?;
 
         // Cross-attention; the residual sum is taken in the model dtype.
         let h = match &self.norm2 {
@@ -129,13 +118,8 @@ impl WanBlock {
 
         // Feed-forward; the residual sum is taken in f32.
         let xf = x.to_dtype(DType::F32)?;
-        let h = modulate(
-            &layer_norm(&xf, None, None, self.eps)?,
-            &c_shift,
-            &c_scale,
-            dtype,
-        )?;
+        let h = layer_norm_modulate(&xf, &c_scale, &c_shift, self.eps)?.to_dtype(dtype)?;
         let ff = self.ffn.forward(&h)?.to_dtype(DType::F32)?;
-        (xf + ff.broadcast_mul(&c_gate)?)?.to_dtype(dtype)
+        add_gated(&xf, &ff, &c_gate)?.to_dtype(dtype)
     }
 }

@@ -1,0 +1,123 @@
+//! Direct access to the f32 data of CPU tensors, and a parallel map over the rows of a
+//! tensor, for the fused kernels that replace several passes of candle's element-wise ops.
+
+use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Whether `t` is an f32 tensor on the CPU: the fused kernels' case.
+pub fn is_cpu_f32(t: &Tensor) -> bool {
+    matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
+}
+
+/// Calls `f` with the data of each of `tensors` (contiguous f32 CPU tensors, in order).
+pub fn with_f32_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> R) -> Result<R> {
+    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(tensors.len());
+    for (storage, layout) in &guards {
+        match (&**storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => {
+                slices.push(&data[start..end]);
+            }
+            _ => candle_core::bail!("expected a contiguous f32 tensor on the CPU"),
+        }
+    }
+    Ok(f(&slices))
+}
+
+/// A new tensor of `x`'s shape whose row `r` (last dim) is `f(r, input row r, output row)`,
+/// the rows shared out between the threads. `x` must be f32 on the CPU; extra `params`
+/// (contiguous f32 CPU tensors) are passed to `f` as slices.
+pub fn map_rows<F>(x: &Tensor, params: &[&Tensor], f: F) -> Result<Tensor>
+where
+    F: Fn(usize, &[f32], &mut [f32], &[&[f32]]) + Sync,
+{
+    let x = x.contiguous()?;
+    let cols = x.dims().last().copied().unwrap_or(1).max(1);
+    let mut all = vec![&x];
+    all.extend_from_slice(params);
+    let out = with_f32_slices(&all, |s| {
+        let (input, params) = (s[0], &s[1..]);
+        let mut out = vec![0f32; input.len()];
+        // About 64 KiB of input per task.
+        let rows_per_task = (16_384 / cols).max(1);
+        out.par_chunks_mut(rows_per_task * cols)
+            .enumerate()
+            .for_each(|(task, block)| {
+                let first = task * rows_per_task;
+                for (i, o) in block.chunks_mut(cols).enumerate() {
+                    let r = first + i;
+                    f(r, &input[r * cols..(r + 1) * cols], o, params);
+                }
+            });
+        out
+    })?;
+    Tensor::from_vec(out, x.shape(), x.device())
+}
+
+/// Sum of `values` in eight interleaved partial sums (which the compiler keeps in one
+/// vector register) added at the end.
+#[inline(always)]
+pub fn sum_f32(values: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// Sum of `f(v)` over `values`, as [`sum_f32`] does.
+#[inline(always)]
+pub fn sum_map_f32(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = values.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().map(|&x| f(x)).sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_rows_sees_every_row_and_its_params() {
+        let x = Tensor::arange(0f32, 3.0 * 40_000.0, &Device::Cpu)
+            .unwrap()
+            .reshape((3, 40_000))
+            .unwrap();
+        let p = Tensor::new(&[10f32], &Device::Cpu).unwrap();
+        let y = map_rows(&x, &[&p], |r, i, o, ps| {
+            for (o, &i) in o.iter_mut().zip(i) {
+                *o = i + ps[0][0] * r as f32;
+            }
+        })
+        .unwrap();
+        let want = x
+            .broadcast_add(&Tensor::new(&[[0f32], [10.0], [20.0]], &Device::Cpu).unwrap())
+            .unwrap();
+        let diff: f32 = (y - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(diff, 0.0);
+        assert!(map_rows(&x.to_dtype(DType::BF16).unwrap(), &[], |_, _, _, _| {}).is_err());
+    }
+
+    #[test]
+    fn sums_add_every_value() {
+        let v: Vec<f32> = (1..=21).map(|i| i as f32).collect();
+        assert_eq!(sum_f32(&v), 231.0);
+        assert_eq!(sum_map_f32(&v, |x| 2.0 * x), 462.0);
+        assert_eq!(sum_f32(&[]), 0.0);
+    }
+}
