@@ -1,12 +1,15 @@
 //! Dense layers `y = x·Wᵀ + b` from a checkpoint's `weight` `[out, in]` and `bias` `[out]`.
-//! On the CPU in f32 the weight is kept transposed (`[in, out]`, contiguous, which gemm
-//! packs with plain copies) and the product is written by gemm into a buffer that already
-//! holds the bias, so adding it costs no pass of its own; elsewhere candle's `Linear`.
+//! On the CPU the weight is kept transposed (`[in, out]`, contiguous, which gemm packs with
+//! plain copies) and the product is written by gemm into a buffer that already holds the
+//! bias, so adding it costs no pass of its own. A bf16 weight stays bf16 in memory and is
+//! widened to f32 in parallel into a per-thread buffer for each product (gemm has no bf16
+//! kernel); the sum is taken in f32 and rounded once. Elsewhere candle's `Linear`.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Module, Result};
 use candle_core::{Shape, Tensor};
 use candle_nn::VarBuilder;
 use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
 
 /// A dense layer; see the module documentation.
 #[derive(Debug, Clone)]
@@ -36,8 +39,12 @@ pub fn linear_no_bias(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<L
 impl Linear {
     /// A layer from `weight` `[out, in]` and an optional `bias` `[out]`.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
-        if matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32 {
-            let bias = bias.map(|b| b.contiguous()).transpose()?;
+        if matches!(weight.device(), Device::Cpu)
+            && matches!(weight.dtype(), DType::F32 | DType::BF16)
+        {
+            let bias = bias
+                .map(|b| b.to_dtype(DType::F32)?.contiguous())
+                .transpose()?;
             Ok(Self(Kind::Cpu {
                 wt: weight.t()?.contiguous()?,
                 bias,
@@ -65,12 +72,15 @@ impl Module for Linear {
             ),
         }
         let rows = x.elem_count() / in_dim.max(1);
-        let x = x.contiguous()?.reshape((rows, in_dim))?;
+        if x.dtype() != wt.dtype() {
+            candle_core::bail!("linear: a {:?} input for {:?} weights", x.dtype(), wt.dtype());
+        }
+        let x = x.to_dtype(DType::F32)?.contiguous()?.reshape((rows, in_dim))?;
         let y = match bias {
             Some(b) => x.apply_op3_no_bwd(wt, b, &CpuLinear)?,
             None => x.apply_op2_no_bwd(wt, &CpuLinear)?,
         };
-        y.reshape(out_shape)
+        y.to_dtype(wt.dtype())?.reshape(out_shape)
     }
 }
 
@@ -82,6 +92,40 @@ fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]>
         (CpuStorage::F32(d), Some((start, end))) => Ok(&d[start..end]),
         _ => candle_core::bail!("linear: the {what} must be contiguous f32"),
     }
+}
+
+thread_local! {
+    /// The f32 copy of the last bf16 weight this thread widened: reused, so that a product
+    /// does not fault in fresh pages for it each time.
+    static WIDENED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+crate::simd_dispatch! {
+    /// bf16 bits to f32 (exact: bf16 is the top half of an f32).
+    fn widen_bf16(src: &[half::bf16], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f32::from_bits(u32::from(s.to_bits()) << 16);
+        }
+    }
+}
+
+/// Calls `f` with the weight as f32: the data itself, or a bf16 weight widened in parallel.
+fn with_f32_weight<R>(s: &CpuStorage, l: &Layout, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let CpuStorage::BF16(data) = s else {
+        return Ok(f(f32_slice(s, l, "weight")?));
+    };
+    let Some((start, end)) = l.contiguous_offsets() else {
+        candle_core::bail!("linear: the weight must be contiguous");
+    };
+    let src = &data[start..end];
+    WIDENED.with_borrow_mut(|buf| {
+        buf.resize(src.len(), 0.0);
+        const CHUNK: usize = 1 << 16;
+        buf.par_chunks_mut(CHUNK)
+            .zip(src.par_chunks(CHUNK))
+            .for_each(|(d, s)| widen_bf16(s, d));
+        Ok(f(buf))
+    })
 }
 
 impl CpuLinear {
@@ -97,7 +141,6 @@ impl CpuLinear {
             candle_core::bail!("linear: {in_dim} inputs for a {w_in}-input weight");
         }
         let xs = f32_slice(x.0, x.1, "input")?;
-        let ws = f32_slice(wt.0, wt.1, "weight")?;
         let mut out = match bias {
             Some((s, l)) => {
                 let b = f32_slice(s, l, "bias")?;
@@ -118,7 +161,10 @@ impl CpuLinear {
         } else {
             Parallelism::None
         };
-        if rows > 0 && out_dim > 0 {
+        if rows == 0 || out_dim == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((rows, out_dim))));
+        }
+        with_f32_weight(wt.0, wt.1, |ws| {
             // SAFETY: `out` is `rows × out_dim`, `xs` `rows × in_dim` and `ws`
             // `in_dim × out_dim`, all row-major and contiguous (checked above).
             unsafe {
@@ -144,7 +190,7 @@ impl CpuLinear {
                     parallelism,
                 );
             }
-        }
+        })?;
         Ok((CpuStorage::F32(out), Shape::from((rows, out_dim))))
     }
 }
@@ -208,11 +254,30 @@ mod tests {
     }
 
     #[test]
+    fn bf16_weights_are_widened_and_the_sum_rounded_once() {
+        let bf = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
+        let (w, b, x) = (seeded(&[300, 200], 1), seeded(&[300], 2), seeded(&[3, 7, 200], 3));
+        // The f32 product of the same bf16 values, rounded to bf16 at the end.
+        let f32_of = |t: &Tensor| bf(t).to_dtype(DType::F32).unwrap();
+        let want = candle_nn::Linear::new(f32_of(&w), Some(f32_of(&b)))
+            .forward(&f32_of(&x))
+            .unwrap();
+        let ours = Linear::new(bf(&w), Some(bf(&b))).unwrap();
+        // Twice: the second product reuses the thread's widened buffer.
+        for _ in 0..2 {
+            let got = ours.forward(&bf(&x)).unwrap();
+            assert_eq!(got.dtype(), DType::BF16);
+            assert!(max_diff(&got, &want) <= 4e-3 * max_abs(&want));
+        }
+        assert!(ours.forward(&x).is_err(), "an f32 input for bf16 weights");
+    }
+
+    #[test]
     fn other_dtypes_use_candle_and_shapes_are_checked() {
         let w = seeded(&[3, 4], 1);
-        let bf = Linear::new(w.to_dtype(DType::BF16).unwrap(), None).unwrap();
-        let x = seeded(&[2, 4], 2).to_dtype(DType::BF16).unwrap();
-        assert_eq!(bf.forward(&x).unwrap().dtype(), DType::BF16);
+        let half = Linear::new(w.to_dtype(DType::F16).unwrap(), None).unwrap();
+        let x = seeded(&[2, 4], 2).to_dtype(DType::F16).unwrap();
+        assert_eq!(half.forward(&x).unwrap().dtype(), DType::F16);
         let f = Linear::new(w, None).unwrap();
         assert!(f.forward(&seeded(&[2, 5], 3)).is_err());
         let empty = Tensor::zeros((0, 4), DType::F32, &Device::Cpu).unwrap();
