@@ -1,10 +1,12 @@
 //! Wan's channel RMS norm (`x / ‖x‖₂ over channels · √C · γ (+ β)`), optionally fused with
-//! the SiLU that follows it, computed in f32 (a direct loop on the CPU, candle ops elsewhere).
+//! the SiLU that follows it, computed in f32 (a direct, vectorised loop on the CPU, candle ops
+//! elsewhere).
 
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::nn::conv3d::for_each_chunk;
+use crate::nn::fastmath::exp_f32;
 
 /// The norm's floor on ‖x‖₂ (`F.normalize`'s default eps).
 const EPS: f32 = 1e-12;
@@ -114,12 +116,32 @@ impl ChannelRmsNorm {
                 let row = &xb[c * s_n..][..s_n];
                 let g = self.gamma_v[c];
                 let beta = self.bias_v.as_ref().map_or(0.0, |b| b[c]);
-                for ((d, v), r) in dst.iter_mut().zip(row).zip(&inv) {
-                    let y = v * r * g + beta;
-                    *d = if silu { y / (1.0 + (-y).exp()) } else { y };
+                if silu {
+                    scale_shift_silu(row, &inv, g, beta, dst);
+                } else {
+                    scale_shift(row, &inv, g, beta, dst);
                 }
             });
         }
         Tensor::from_vec(out, (b_n, c_n, t, h, w), &Device::Cpu)
+    }
+}
+
+crate::simd_dispatch! {
+    /// `dst = x · inv · g + beta`, position by position.
+    fn scale_shift(x: &[f32], inv: &[f32], g: f32, beta: f32, dst: &mut [f32]) {
+        for ((d, v), r) in dst.iter_mut().zip(x).zip(inv) {
+            *d = v * r * g + beta;
+        }
+    }
+}
+
+crate::simd_dispatch! {
+    /// `silu(x · inv · g + beta)` with the vectorised `exp`.
+    fn scale_shift_silu(x: &[f32], inv: &[f32], g: f32, beta: f32, dst: &mut [f32]) {
+        for ((d, v), r) in dst.iter_mut().zip(x).zip(inv) {
+            let y = v * r * g + beta;
+            *d = y / (1.0 + exp_f32(-y));
+        }
     }
 }
