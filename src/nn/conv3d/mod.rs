@@ -14,7 +14,6 @@
 
 mod winograd;
 
-use std::sync::Mutex;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
@@ -351,7 +350,8 @@ pub fn last_frames(x: &Tensor, n: usize) -> Result<Tensor> {
 }
 
 /// Runs `f(index, chunk)` over the `chunk`-sized pieces of `data` (the last may be shorter),
-/// on candle's persistent CPU worker pool when it has more than one thread.
+/// on rayon's pool (the one gemm uses, so the two do not compete for the cores) when candle
+/// is set to more than one thread.
 pub fn for_each_chunk(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if chunk == 0 {
         return;
@@ -362,14 +362,10 @@ pub fn for_each_chunk(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f3
         }
         return;
     }
-    // Each piece is taken by exactly one worker; the locks are never contended.
-    let pieces: Vec<Mutex<&mut [f32]>> = data.chunks_mut(chunk).map(Mutex::new).collect();
-    candle_core::utils::barrier_pool().execute_chunked(pieces.len(), |range| {
-        for i in range {
-            let mut piece = pieces[i].lock().unwrap_or_else(|e| e.into_inner());
-            f(i, &mut piece);
-        }
-    });
+    use rayon::prelude::*;
+    data.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(i, piece)| f(i, piece));
 }
 
 #[cfg(test)]
