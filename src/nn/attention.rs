@@ -4,10 +4,9 @@
 //! in query chunks on other devices.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::cpu::sum_f32;
+use super::cpu::{Rows, gemm_rows, sum_f32};
 use super::fastmath::exp_f32;
 
 /// Most attention scores (batch × heads × query rows × keys) the non-CPU path materialises
@@ -203,26 +202,13 @@ impl CustomOp3 for CpuAttention {
                 // shapes above); `scores` is this task's own; the output rows
                 // `start..start + rows` of head `hi` in batch `bi` belong to this task only.
                 unsafe {
-                    gemm(
-                        rows,
-                        sk,
-                        d,
-                        scores.as_mut_ptr(),
-                        1,
-                        sk as isize,
+                    gemm_rows(
+                        [rows, sk, d],
+                        Rows { ptr: scores.as_mut_ptr(), stride: sk },
                         false,
-                        q.at(bi, hi, start),
-                        1,
-                        q.strides[2] as isize,
-                        kt[bh * d * sk..].as_ptr(),
-                        1,
-                        sk as isize,
-                        0.0,
-                        1.0,
+                        Rows { ptr: q.at(bi, hi, start), stride: q.strides[2] },
+                        Rows { ptr: kt[bh * d * sk..].as_ptr(), stride: sk },
                         false,
-                        false,
-                        false,
-                        Parallelism::None,
                     );
                 }
                 let mut inv_sums = [0f32; QUERY_BLOCK];
@@ -231,26 +217,13 @@ impl CustomOp3 for CpuAttention {
                 }
                 let dst = out_ptr.get().wrapping_add(((bi * sq + start) * h + hi) * d);
                 unsafe {
-                    gemm(
-                        rows,
-                        d,
-                        sk,
-                        dst,
-                        1,
-                        (h * d) as isize,
+                    gemm_rows(
+                        [rows, d, sk],
+                        Rows { ptr: dst, stride: h * d },
                         false,
-                        scores.as_ptr(),
-                        1,
-                        sk as isize,
-                        v.at(bi, hi, 0),
-                        1,
-                        v.strides[2] as isize,
-                        0.0,
-                        1.0,
+                        Rows { ptr: scores.as_ptr(), stride: sk },
+                        Rows { ptr: v.at(bi, hi, 0), stride: v.strides[2] },
                         false,
-                        false,
-                        false,
-                        Parallelism::None,
                     );
                 }
                 for (r, &inv) in inv_sums.iter().take(rows).enumerate() {

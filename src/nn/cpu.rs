@@ -1,8 +1,66 @@
-//! Direct access to the f32 data of CPU tensors, and a parallel map over the rows of a
-//! tensor, for the fused kernels that replace several passes of candle's element-wise ops.
+//! Direct access to the f32 data of CPU tensors, a parallel map over the rows of a tensor
+//! and gemm on row-major matrices, for the fused kernels that replace several passes of
+//! candle's ops.
 
 use candle_core::{CpuStorage, DType, Device, Result, Storage, Tensor};
+use gemm::Parallelism;
 use rayon::prelude::*;
+
+/// A row-major f32 matrix operand of [`gemm_rows`]: its first element and its row stride
+/// (its columns are adjacent).
+#[derive(Clone, Copy)]
+pub struct Rows<T> {
+    pub ptr: T,
+    pub stride: usize,
+}
+
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` with `accumulate`, for an `m × k` `lhs`, a
+/// `k × n` `rhs` and an `m × n` `dst`, on candle's number of threads when `parallel`.
+///
+/// # Safety
+/// Each operand's pointer and row stride must describe a matrix of its size inside one
+/// allocation, `dst`'s writable and not overlapping the others, as `gemm::gemm` requires.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_rows(
+    [m, n, k]: [usize; 3],
+    dst: Rows<*mut f32>,
+    accumulate: bool,
+    lhs: Rows<*const f32>,
+    rhs: Rows<*const f32>,
+    parallel: bool,
+) {
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if parallel && threads > 1 {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    // SAFETY: the caller's guarantee.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.ptr,
+            1,
+            dst.stride as isize,
+            accumulate,
+            lhs.ptr,
+            1,
+            lhs.stride as isize,
+            rhs.ptr,
+            1,
+            rhs.stride as isize,
+            alpha,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
 
 /// Whether `t` is an f32 tensor on the CPU: the fused kernels' case.
 pub fn is_cpu_f32(t: &Tensor) -> bool {

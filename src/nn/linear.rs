@@ -5,10 +5,11 @@
 //! widened to f32 in parallel into a per-thread buffer for each product (gemm has no bf16
 //! kernel); the sum is taken in f32 and rounded once. Elsewhere candle's `Linear`.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Device, Layout, Module, Result};
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Module, Result};
 use candle_core::{Shape, Tensor};
 use candle_nn::VarBuilder;
-use gemm::{Parallelism, gemm};
+
+use super::cpu::{Rows, gemm_rows};
 use rayon::prelude::*;
 
 /// A dense layer; see the module documentation.
@@ -17,11 +18,8 @@ pub struct Linear(Kind);
 
 #[derive(Debug, Clone)]
 enum Kind {
-    /// `wt` `[in, out]` contiguous f32, `bias` `[out]` f32.
-    Cpu {
-        wt: Tensor,
-        bias: Option<Tensor>,
-    },
+    /// `wt` `[in, out]` contiguous, f32 or bf16; `bias` `[out]` f32, or empty for none.
+    Cpu { wt: Tensor, bias: Tensor },
     Candle(candle_nn::Linear),
 }
 
@@ -42,9 +40,10 @@ impl Linear {
         if matches!(weight.device(), Device::Cpu)
             && matches!(weight.dtype(), DType::F32 | DType::BF16)
         {
-            let bias = bias
-                .map(|b| b.to_dtype(DType::F32)?.contiguous())
-                .transpose()?;
+            let bias = match bias {
+                Some(b) => b.to_dtype(DType::F32)?.contiguous()?,
+                None => Tensor::zeros(0, DType::F32, &Device::Cpu)?,
+            };
             Ok(Self(Kind::Cpu {
                 wt: weight.t()?.contiguous()?,
                 bias,
@@ -76,10 +75,7 @@ impl Module for Linear {
             candle_core::bail!("linear: a {:?} input for {:?} weights", x.dtype(), wt.dtype());
         }
         let x = x.to_dtype(DType::F32)?.contiguous()?.reshape((rows, in_dim))?;
-        let y = match bias {
-            Some(b) => x.apply_op3_no_bwd(wt, b, &CpuLinear)?,
-            None => x.apply_op2_no_bwd(wt, &CpuLinear)?,
-        };
+        let y = x.apply_op3_no_bwd(wt, bias, &CpuLinear)?;
         y.to_dtype(wt.dtype())?.reshape(out_shape)
     }
 }
@@ -128,94 +124,13 @@ fn with_f32_weight<R>(s: &CpuStorage, l: &Layout, f: impl FnOnce(&[f32]) -> R) -
     })
 }
 
-impl CpuLinear {
-    /// `x` `[rows, in]` times `wt` `[in, out]`, plus `bias` broadcast over the rows.
-    fn run(
-        x: (&CpuStorage, &Layout),
-        wt: (&CpuStorage, &Layout),
-        bias: Option<(&CpuStorage, &Layout)>,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (rows, in_dim) = x.1.shape().dims2()?;
-        let (w_in, out_dim) = wt.1.shape().dims2()?;
-        if w_in != in_dim {
-            candle_core::bail!("linear: {in_dim} inputs for a {w_in}-input weight");
-        }
-        let xs = f32_slice(x.0, x.1, "input")?;
-        let mut out = match bias {
-            Some((s, l)) => {
-                let b = f32_slice(s, l, "bias")?;
-                if b.len() != out_dim {
-                    candle_core::bail!("linear: a bias of {} for {out_dim} outputs", b.len());
-                }
-                let mut out = Vec::with_capacity(rows * out_dim);
-                for _ in 0..rows {
-                    out.extend_from_slice(b);
-                }
-                out
-            }
-            None => vec![0f32; rows * out_dim],
-        };
-        let threads = candle_core::utils::get_num_threads();
-        let parallelism = if threads > 1 {
-            Parallelism::Rayon(threads)
-        } else {
-            Parallelism::None
-        };
-        if rows == 0 || out_dim == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from((rows, out_dim))));
-        }
-        with_f32_weight(wt.0, wt.1, |ws| {
-            // SAFETY: `out` is `rows × out_dim`, `xs` `rows × in_dim` and `ws`
-            // `in_dim × out_dim`, all row-major and contiguous (checked above).
-            unsafe {
-                gemm(
-                    rows,
-                    out_dim,
-                    in_dim,
-                    out.as_mut_ptr(),
-                    1,
-                    out_dim as isize,
-                    bias.is_some(),
-                    xs.as_ptr(),
-                    1,
-                    in_dim as isize,
-                    ws.as_ptr(),
-                    1,
-                    out_dim as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
-        })?;
-        Ok((CpuStorage::F32(out), Shape::from((rows, out_dim))))
-    }
-}
-
-impl CustomOp2 for CpuLinear {
-    fn name(&self) -> &'static str {
-        "linear-f32"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ws: &CpuStorage,
-        wl: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        Self::run((xs, xl), (ws, wl), None)
-    }
-}
-
 impl CustomOp3 for CpuLinear {
     fn name(&self) -> &'static str {
-        "linear-bias-f32"
+        "linear-cpu"
     }
 
+    /// `x` `[rows, in]` (f32) times `wt` `[in, out]` (f32 or bf16), plus `bias` `[out]`
+    /// (f32, empty for none) broadcast over the rows; returns f32.
     fn cpu_fwd(
         &self,
         xs: &CpuStorage,
@@ -225,7 +140,44 @@ impl CustomOp3 for CpuLinear {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        Self::run((xs, xl), (ws, wl), Some((bs, bl)))
+        let (rows, in_dim) = xl.shape().dims2()?;
+        let (w_in, out_dim) = wl.shape().dims2()?;
+        if w_in != in_dim {
+            candle_core::bail!("linear: {in_dim} inputs for a {w_in}-input weight");
+        }
+        let x = f32_slice(xs, xl, "input")?;
+        let bias = f32_slice(bs, bl, "bias")?;
+        let has_bias = !bias.is_empty();
+        let mut out = if has_bias {
+            if bias.len() != out_dim {
+                candle_core::bail!("linear: a bias of {} for {out_dim} outputs", bias.len());
+            }
+            let mut out = Vec::with_capacity(rows * out_dim);
+            for _ in 0..rows {
+                out.extend_from_slice(bias);
+            }
+            out
+        } else {
+            vec![0f32; rows * out_dim]
+        };
+        if rows == 0 || out_dim == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((rows, out_dim))));
+        }
+        with_f32_weight(ws, wl, |w| {
+            // SAFETY: `out` is `rows × out_dim`, `x` `rows × in_dim` and `w`
+            // `in_dim × out_dim`, all row-major and contiguous (checked above).
+            unsafe {
+                gemm_rows(
+                    [rows, out_dim, in_dim],
+                    Rows { ptr: out.as_mut_ptr(), stride: out_dim },
+                    has_bias,
+                    Rows { ptr: x.as_ptr(), stride: in_dim },
+                    Rows { ptr: w.as_ptr(), stride: out_dim },
+                    true,
+                );
+            }
+        })?;
+        Ok((CpuStorage::F32(out), Shape::from((rows, out_dim))))
     }
 }
 
