@@ -87,7 +87,8 @@ impl WanModel {
             dtype,
             &device,
         )?;
-        let vae = AutoencoderKlWan::new(manifest.vae.clone(), vb).map_err(in_component(&vdir))?;
+        let vae = AutoencoderKlWan::decoder_only(manifest.vae.clone(), vb)
+            .map_err(in_component(&vdir))?;
 
         let info = ModelInfo {
             name: manifest.name.clone(),

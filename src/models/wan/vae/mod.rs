@@ -19,13 +19,13 @@ pub use config::{VaeConfigError, WanVaeConfig};
 /// Frames per encoder chunk after the first frame.
 const ENCODE_CHUNK: usize = 4;
 
-/// The Wan VAE: `encoder`, `quant_conv`, `post_quant_conv` and `decoder` as in the checkpoint.
+/// The Wan VAE: `encoder`, `quant_conv`, `post_quant_conv` and `decoder` as in the checkpoint
+/// (the first two absent when loaded by [`AutoencoderKlWan::decoder_only`]).
 #[derive(Debug, Clone)]
 pub struct AutoencoderKlWan {
     config: WanVaeConfig,
-    encoder: Encoder,
+    encoder: Option<(Encoder, CausalConv3d)>,
     decoder: Decoder,
-    quant_conv: CausalConv3d,
     post_quant_conv: CausalConv3d,
     dtype: DType,
     device: Device,
@@ -35,14 +35,32 @@ impl AutoencoderKlWan {
     /// Builds the VAE from `vb` (the `vae/` safetensors), which also sets the weights' dtype
     /// (f32 or bf16; on the CPU the products run in f32 either way, norms always do).
     pub fn new(config: WanVaeConfig, vb: VarBuilder) -> Result<Self> {
+        Self::load(config, vb, true)
+    }
+
+    /// The VAE without its encoder, for text-to-video: the encoder's weights are not read
+    /// (on the CPU its transformed convolution weights would take about 0.8 GB for Wan2.1),
+    /// and [`AutoencoderKlWan::encode`] fails.
+    pub fn decoder_only(config: WanVaeConfig, vb: VarBuilder) -> Result<Self> {
+        Self::load(config, vb, false)
+    }
+
+    fn load(config: WanVaeConfig, vb: VarBuilder, with_encoder: bool) -> Result<Self> {
         config
             .validate()
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let z = config.z_dim;
+        let encoder = if with_encoder {
+            Some((
+                Encoder::new(vb.pp("encoder"), &config)?,
+                conv1x1x1(vb.pp("quant_conv"), 2 * z, 2 * z)?,
+            ))
+        } else {
+            None
+        };
         Ok(Self {
-            encoder: Encoder::new(vb.pp("encoder"), &config)?,
+            encoder,
             decoder: Decoder::new(vb.pp("decoder"), &config)?,
-            quant_conv: conv1x1x1(vb.pp("quant_conv"), 2 * z, 2 * z)?,
             post_quant_conv: conv1x1x1(vb.pp("post_quant_conv"), z, z)?,
             dtype: matmul_dtype(vb.device(), vb.dtype()),
             device: vb.device().clone(),
@@ -143,6 +161,9 @@ impl AutoencoderKlWan {
     /// The first frame is encoded alone, then 4 frames at a time; as in diffusers, trailing
     /// frames that do not fill a chunk of 4 are ignored.
     pub fn encode(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let Some((encoder, quant_conv)) = &self.encoder else {
+            candle_core::bail!("this VAE was loaded without its encoder (decoding only)");
+        };
         let (_, c, frames, _, _) = x.dims5()?;
         if c != self.config.in_channels || frames == 0 {
             candle_core::bail!("VAE encode expects [B, 3, T>0, H, W], got {:?}", x.shape())
@@ -157,9 +178,9 @@ impl AutoencoderKlWan {
             } else {
                 x.narrow(2, 1 + ENCODE_CHUNK * (i - 1), ENCODE_CHUNK)?
             };
-            outs.push(self.encoder.forward(&chunk, &mut cache)?);
+            outs.push(encoder.forward(&chunk, &mut cache)?);
         }
-        let h = self.quant_conv.forward(&Tensor::cat(&outs, 2)?, None)?;
+        let h = quant_conv.forward(&Tensor::cat(&outs, 2)?, None)?;
         let z = self.config.z_dim;
         let mean = h.narrow(1, 0, z)?;
         let logvar = h.narrow(1, z, z)?.clamp(-30f32, 20f32)?;

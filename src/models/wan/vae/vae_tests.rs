@@ -12,6 +12,13 @@ use super::*;
 use crate::models::wan::testing::{self, FIXTURES, max_abs};
 
 fn load_vae(dtype: DType) -> AutoencoderKlWan {
+    load_vae_with(dtype, AutoencoderKlWan::new)
+}
+
+fn load_vae_with(
+    dtype: DType,
+    build: fn(WanVaeConfig, VarBuilder) -> candle_core::Result<AutoencoderKlWan>,
+) -> AutoencoderKlWan {
     let dir = format!("{FIXTURES}/tiny-pipeline/vae");
     let cfg = WanVaeConfig::from_file(std::path::Path::new(&format!("{dir}/config.json"))).unwrap();
     let weights = candle_core::safetensors::load(
@@ -20,7 +27,7 @@ fn load_vae(dtype: DType) -> AutoencoderKlWan {
     )
     .unwrap();
     let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
-    AutoencoderKlWan::new(cfg, vb).unwrap()
+    build(cfg, vb).unwrap()
 }
 
 fn reference() -> HashMap<String, Tensor> {
@@ -54,6 +61,16 @@ fn decode_matches_diffusers() {
     let (diff, bound) = max_diff(&out, &r["decoded"]);
     eprintln!("decode max diff {diff:e} (bound {bound:e})");
     assert!(diff <= bound, "decode max diff {diff} > {bound}");
+}
+
+#[test]
+fn the_decoder_alone_decodes_the_same_and_cannot_encode() {
+    let r = reference();
+    let vae = load_vae_with(DType::F32, AutoencoderKlWan::decoder_only);
+    let (diff, bound) = max_diff(&decode_all(&vae, &r["latents"]), &r["decoded"]);
+    assert!(diff <= bound, "decode max diff {diff} > {bound}");
+    let err = vae.encode(&r["video"]).unwrap_err().to_string();
+    assert!(err.contains("without its encoder"), "{err}");
 }
 
 #[test]
