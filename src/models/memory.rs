@@ -31,8 +31,8 @@ const F32: u64 = 4;
 /// The Wan VAE decoder's working set, in f32 values per (decoder base channel × output
 /// pixel × frame of a decoded chunk): the feature maps at full resolution, the causal
 /// convolution caches and the Winograd transforms. Calibrated on the README's measurement
-/// (5 latent frames at 240×416 with the 1.3B VAE: 3.93 GiB peak RSS).
-const VAE_DECODE_VALUES: u64 = 22;
+/// (5 latent frames at 240×416 with the 1.3B VAE's decoder: 3.11 GiB peak RSS).
+const VAE_DECODE_VALUES: u64 = 16;
 
 /// Memory a Wan generation holds besides its tensors: the program, the allocator's slack
 /// and the UMT5 tokenizer (the difference between the measured peaks and the tensors).

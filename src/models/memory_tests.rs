@@ -239,18 +239,21 @@ fn full_size_wan_figures_match_the_measured_ones() {
         "{params_1_3b}"
     );
     // Transformer forwards over 1 and 5 latent frames (1 and 17 video frames).
-    for (frames, b, measured) in [(1, 4, 5.74), (17, 4, 6.17), (1, 2, 2.99), (17, 2, 3.48)] {
+    for (frames, b, measured) in [(1, 4, 5.77), (17, 4, 5.98), (1, 2, 2.96), (17, 2, 3.21)] {
         let phases = wan_phases(&m, &params(416, 240, frames, 5.0), b);
         let resident = params_1_3b * b + WAN_PROCESS;
         let r = ratio(resident, phases.denoise, measured);
+        // The estimate keeps room for the chunk of attention scores that other devices
+        // materialise; the CPU kernel holds one block of rows per thread instead, so the
+        // CPU's measurement may come out up to 15 % lower.
         assert!(
-            (0.9..1.1).contains(&r),
+            (0.9..1.15).contains(&r),
             "forward {frames} frames, {b} bytes: {r}"
         );
     }
     // The VAE decode of 5 latent frames, f32, with the VAE's weights.
     let phases = wan_phases(&m, &params(416, 240, 17, 5.0), 4);
-    let r = ratio(507_609_880 + WAN_PROCESS, phases.decode, 3.93);
+    let r = ratio(507_609_880 + WAN_PROCESS, phases.decode, 3.11);
     assert!((0.9..1.1).contains(&r), "decode: {r}");
     // UMT5-XXL streamed, f32: 1,140 MiB (measured without the rest of the pipeline).
     let r = ratio(0, phases.encode, 1140.0 / 1024.0);

@@ -112,6 +112,55 @@ where
     Tensor::from_vec(out, x.shape(), x.device())
 }
 
+/// `t` `[r, c]` on the CPU transposed to a contiguous `[c, r]` tensor, 64 × 64 tiles at a
+/// time shared out between the threads (candle's strided copy goes element by element on
+/// one thread: seconds for a model's weights). Other devices and dtypes use candle's copy.
+pub fn transpose_2d(t: &Tensor) -> Result<Tensor> {
+    let (r, c) = t.dims2()?;
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("transpose_2d: a contiguous tensor is not contiguous");
+    };
+    match &*storage {
+        Storage::Cpu(CpuStorage::F32(d)) => {
+            Tensor::from_vec(transpose_slice(&d[start..end], r, c), (c, r), &Device::Cpu)
+        }
+        Storage::Cpu(CpuStorage::BF16(d)) => {
+            Tensor::from_vec(transpose_slice(&d[start..end], r, c), (c, r), &Device::Cpu)
+        }
+        _ => {
+            drop(storage);
+            t.t()?.contiguous()
+        }
+    }
+}
+
+/// The `r × c` row-major `src` transposed (see [`transpose_2d`]).
+fn transpose_slice<T: Copy + Default + Send + Sync>(src: &[T], r: usize, c: usize) -> Vec<T> {
+    const TILE: usize = 64;
+    let mut out = vec![T::default(); r * c];
+    if r == 0 || c == 0 {
+        return out;
+    }
+    // Each task writes TILE whole output rows (source columns j0..j0 + TILE).
+    out.par_chunks_mut(TILE * r)
+        .enumerate()
+        .for_each(|(block, dst)| {
+            let j0 = block * TILE;
+            let cols = dst.len() / r;
+            for i0 in (0..r).step_by(TILE) {
+                for i in i0..(i0 + TILE).min(r) {
+                    let row = &src[i * c + j0..][..cols];
+                    for (dj, &v) in row.iter().enumerate() {
+                        dst[dj * r + i] = v;
+                    }
+                }
+            }
+        });
+    out
+}
+
 /// Sum of `values` in eight interleaved partial sums (which the compiler keeps in one
 /// vector register) added at the end.
 #[inline(always)]
@@ -169,6 +218,34 @@ mod tests {
             .unwrap();
         assert_eq!(diff, 0.0);
         assert!(map_rows(&x.to_dtype(DType::BF16).unwrap(), &[], |_, _, _, _| {}).is_err());
+    }
+
+    #[test]
+    fn transposes_match_candles_copy() {
+        for (r, c) in [(1, 1), (3, 200), (130, 67), (64, 128)] {
+            let t = crate::nn::testing::seeded(&[r, c], (r * c) as u64);
+            for dtype in [DType::F32, DType::BF16, DType::F16] {
+                let t = t.to_dtype(dtype).unwrap();
+                let want = t.t().unwrap().contiguous().unwrap();
+                let got = transpose_2d(&t).unwrap();
+                assert_eq!(got.dims(), [c, r]);
+                assert_eq!(got.dtype(), dtype);
+                let eq: f32 = got
+                    .eq(&want)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .mean_all()
+                    .unwrap()
+                    .to_scalar()
+                    .unwrap();
+                assert_eq!(eq, 1.0, "{r}x{c} {dtype:?}");
+            }
+        }
+        // A strided input is made contiguous first.
+        let t = crate::nn::testing::seeded(&[5, 7], 1);
+        let back = transpose_2d(&t.t().unwrap()).unwrap();
+        assert_eq!(back.to_vec2::<f32>().unwrap(), t.to_vec2::<f32>().unwrap());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Module, Result};
 use candle_core::{Shape, Tensor};
 use candle_nn::VarBuilder;
 
-use super::cpu::{Rows, gemm_rows};
+use super::cpu::{Rows, gemm_rows, transpose_2d};
 use rayon::prelude::*;
 
 /// A dense layer; see the module documentation.
@@ -45,7 +45,7 @@ impl Linear {
                 None => Tensor::zeros(0, DType::F32, &Device::Cpu)?,
             };
             Ok(Self(Kind::Cpu {
-                wt: weight.t()?.contiguous()?,
+                wt: transpose_2d(&weight)?,
                 bias,
             }))
         } else {
