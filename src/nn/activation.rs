@@ -104,6 +104,9 @@ mod tests {
         let want = b.to_dtype(DType::F32).unwrap().gelu().unwrap();
         let diff = (gb.to_dtype(DType::F32).unwrap() - want).unwrap();
         let worst: f32 = diff.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-        assert!(worst <= 0.016, "one bf16 rounding of values below 10: {worst}");
+        assert!(
+            worst <= 0.016,
+            "one bf16 rounding of values below 10: {worst}"
+        );
     }
 }

@@ -174,6 +174,10 @@ impl CustomOp3 for CpuAttention {
         if sk == 0 {
             candle_core::bail!("attention over no keys");
         }
+        let shape = Shape::from((b, sq, h * d));
+        if d == 0 || sq == 0 {
+            return Ok((CpuStorage::F32(Vec::new()), shape));
+        }
         // kᵀ of every head, [B, H, D, Sk] contiguous: gemm reads it down its columns.
         let mut kt = vec![0f32; b * h * d * sk];
         kt.par_chunks_mut(d * sk).enumerate().for_each(|(bh, dst)| {
@@ -204,10 +208,19 @@ impl CustomOp3 for CpuAttention {
                 unsafe {
                     gemm_rows(
                         [rows, sk, d],
-                        Rows { ptr: scores.as_mut_ptr(), stride: sk },
+                        Rows {
+                            ptr: scores.as_mut_ptr(),
+                            stride: sk,
+                        },
                         false,
-                        Rows { ptr: q.at(bi, hi, start), stride: q.strides[2] },
-                        Rows { ptr: kt[bh * d * sk..].as_ptr(), stride: sk },
+                        Rows {
+                            ptr: q.at(bi, hi, start),
+                            stride: q.strides[2],
+                        },
+                        Rows {
+                            ptr: kt[bh * d * sk..].as_ptr(),
+                            stride: sk,
+                        },
                         false,
                     );
                 }
@@ -219,10 +232,19 @@ impl CustomOp3 for CpuAttention {
                 unsafe {
                     gemm_rows(
                         [rows, d, sk],
-                        Rows { ptr: dst, stride: h * d },
+                        Rows {
+                            ptr: dst,
+                            stride: h * d,
+                        },
                         false,
-                        Rows { ptr: scores.as_ptr(), stride: sk },
-                        Rows { ptr: v.at(bi, hi, 0), stride: v.strides[2] },
+                        Rows {
+                            ptr: scores.as_ptr(),
+                            stride: sk,
+                        },
+                        Rows {
+                            ptr: v.at(bi, hi, 0),
+                            stride: v.strides[2],
+                        },
                         false,
                     );
                 }
@@ -233,7 +255,7 @@ impl CustomOp3 for CpuAttention {
                 }
             },
         );
-        Ok((CpuStorage::F32(out), Shape::from((b, sq, h * d))))
+        Ok((CpuStorage::F32(out), shape))
     }
 }
 

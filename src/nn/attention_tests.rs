@@ -86,6 +86,12 @@ fn the_cpu_kernel_takes_16_bit_inputs_and_checks_shapes() {
     assert!(attention(&q, &wrong_d, &wrong_d, 1.0).is_err());
     let no_keys = Tensor::zeros((1, 2, 0, 16), DType::F32, &Device::Cpu).unwrap();
     assert!(attention(&q, &no_keys, &no_keys, 1.0).is_err());
+    // No queries, or heads of width 0: an empty result of the right shape.
+    let none = attention(&q.narrow(2, 0, 0).unwrap(), &k, &v, 1.0).unwrap();
+    assert_eq!(none.dims(), [1, 0, 32]);
+    let flat = Tensor::zeros((1, 2, 33, 0), DType::F32, &Device::Cpu).unwrap();
+    let thin = attention(&q.narrow(3, 0, 0).unwrap(), &flat, &flat, 1.0).unwrap();
+    assert_eq!(thin.dims(), [1, 40, 0]);
 }
 
 #[test]

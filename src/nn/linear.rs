@@ -19,7 +19,10 @@ pub struct Linear(Kind);
 #[derive(Debug, Clone)]
 enum Kind {
     /// `wt` `[in, out]` contiguous, f32 or bf16; `bias` `[out]` f32, or empty for none.
-    Cpu { wt: Tensor, bias: Tensor },
+    Cpu {
+        wt: Tensor,
+        bias: Tensor,
+    },
     Candle(candle_nn::Linear),
 }
 
@@ -72,9 +75,16 @@ impl Module for Linear {
         }
         let rows = x.elem_count() / in_dim.max(1);
         if x.dtype() != wt.dtype() {
-            candle_core::bail!("linear: a {:?} input for {:?} weights", x.dtype(), wt.dtype());
+            candle_core::bail!(
+                "linear: a {:?} input for {:?} weights",
+                x.dtype(),
+                wt.dtype()
+            );
         }
-        let x = x.to_dtype(DType::F32)?.contiguous()?.reshape((rows, in_dim))?;
+        let x = x
+            .to_dtype(DType::F32)?
+            .contiguous()?
+            .reshape((rows, in_dim))?;
         let y = x.apply_op3_no_bwd(wt, bias, &CpuLinear)?;
         y.to_dtype(wt.dtype())?.reshape(out_shape)
     }
@@ -169,10 +179,19 @@ impl CustomOp3 for CpuLinear {
             unsafe {
                 gemm_rows(
                     [rows, out_dim, in_dim],
-                    Rows { ptr: out.as_mut_ptr(), stride: out_dim },
+                    Rows {
+                        ptr: out.as_mut_ptr(),
+                        stride: out_dim,
+                    },
                     has_bias,
-                    Rows { ptr: x.as_ptr(), stride: in_dim },
-                    Rows { ptr: w.as_ptr(), stride: out_dim },
+                    Rows {
+                        ptr: x.as_ptr(),
+                        stride: in_dim,
+                    },
+                    Rows {
+                        ptr: w.as_ptr(),
+                        stride: out_dim,
+                    },
                     true,
                 );
             }
@@ -208,7 +227,11 @@ mod tests {
     #[test]
     fn bf16_weights_are_widened_and_the_sum_rounded_once() {
         let bf = |t: &Tensor| t.to_dtype(DType::BF16).unwrap();
-        let (w, b, x) = (seeded(&[300, 200], 1), seeded(&[300], 2), seeded(&[3, 7, 200], 3));
+        let (w, b, x) = (
+            seeded(&[300, 200], 1),
+            seeded(&[300], 2),
+            seeded(&[3, 7, 200], 3),
+        );
         // The f32 product of the same bf16 values, rounded to bf16 at the end.
         let f32_of = |t: &Tensor| bf(t).to_dtype(DType::F32).unwrap();
         let want = candle_nn::Linear::new(f32_of(&w), Some(f32_of(&b)))

@@ -14,7 +14,6 @@
 
 mod winograd;
 
-
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
