@@ -161,21 +161,14 @@ fn transpose_slice<T: Copy + Default + Send + Sync>(src: &[T], r: usize, c: usiz
     out
 }
 
-/// Sum of `values` in eight interleaved partial sums (which the compiler keeps in one
-/// vector register) added at the end.
+/// Sum of `values`, as [`sum_map_f32`] takes it.
 #[inline(always)]
 pub fn sum_f32(values: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks = values.chunks_exact(8);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    sum_map_f32(values, |x| x)
 }
 
-/// Sum of `f(v)` over `values`, as [`sum_f32`] does.
+/// Sum of `f(v)` over `values` in eight interleaved partial sums (which the compiler keeps
+/// in one vector register) added at the end.
 #[inline(always)]
 pub fn sum_map_f32(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; 8];
