@@ -69,6 +69,44 @@ fn the_cpu_kernel_matches_softmax_attention() {
     assert!(attention(&q, &k, &v, f64::NAN).is_err());
 }
 
+/// The CPU kernel on f32 inputs, on the portable (gemm) path or the fastest one here.
+fn cpu_kernel(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, portable: bool) -> Tensor {
+    q.apply_op3_no_bwd(k, v, &CpuAttention { scale, portable })
+        .unwrap()
+}
+
+#[test]
+fn both_cpu_paths_match_softmax_attention_across_key_blocks() {
+    // Head dims of one, three (a partial group of four vectors) and eight vectors; queries
+    // over several blocks with a ragged tail (rows not a multiple of 12 or 6); keys over
+    // three blocks of the AVX-512 path with a ragged last panel.
+    for (d, sq, sk) in [
+        (16, 45, 70),
+        (48, 2 * QUERY_BLOCK + 7, 1100),
+        (128, 131, 1100),
+    ] {
+        let q = heads_view(2, sq, 3, d, 21, 0.6);
+        let k = heads_view(2, sk, 3, d, 22, 0.6);
+        let v = heads_view(2, sk, 3, d, 23, 1.0);
+        // Scores growing along the keys, so that later key blocks raise each row's maximum
+        // and the online softmax rescales what it summed.
+        let ramp = Tensor::arange(0f32, sk as f32, &Device::Cpu)
+            .unwrap()
+            .affine(4.0 / sk as f64, 0.0)
+            .unwrap()
+            .reshape((1, 1, sk, 1))
+            .unwrap();
+        let k = k.broadcast_add(&ramp).unwrap();
+        let scale = 1.0 / (d as f32).sqrt();
+        let want = reference(&(&q * f64::from(scale)).unwrap(), &k, &v);
+        for portable in [false, true] {
+            let got = cpu_kernel(&q, &k, &v, scale, portable);
+            let err = max_diff(&got, &want) / max_abs(&want);
+            assert!(err < 1e-5, "d {d}, {sq}×{sk}, portable {portable}: {err}");
+        }
+    }
+}
+
 #[test]
 fn the_cpu_kernel_takes_16_bit_inputs_and_checks_shapes() {
     let q = seeded(&[1, 2, 40, 16], 7);

@@ -14,6 +14,18 @@ pub struct Rows<T> {
     pub stride: usize,
 }
 
+impl Rows<*mut f32> {
+    /// Row `r`, of `len` values.
+    ///
+    /// # Safety
+    /// Row `r` has `len` writable values that nothing else reads or writes while the slice
+    /// lives.
+    pub unsafe fn row_mut<'a>(self, r: usize, len: usize) -> &'a mut [f32] {
+        // SAFETY: the caller's guarantee.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r * self.stride), len) }
+    }
+}
+
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` with `accumulate`, for an `m × k` `lhs`, a
 /// `k × n` `rhs` and an `m × n` `dst`, on candle's number of threads when `parallel`.
 ///

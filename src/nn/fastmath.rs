@@ -4,24 +4,30 @@
 
 /// Defines `fn $name(args)` that runs `$body` compiled for AVX-512 (F, VL, BW, DQ) or for
 /// AVX2+FMA when the CPU has them, else for the build's baseline. The arithmetic is the
-/// same in every copy (Rust does not contract `a * b + c` into a fused multiply-add), so
-/// the results are bit-identical; only the vector width changes.
+/// same in every copy (Rust does not contract `a * b + c` into a fused multiply-add, and
+/// `mul_add` is exact in all), so the results are bit-identical; only the vector width
+/// changes.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! simd_dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $crate::simd_dispatch! {
+            $(#[$meta])* $vis fn $name($($arg: $ty),*) -> () $body
+        }
+    };
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty $body:block) => {
         $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[inline(always)]
-            fn generic($($arg: $ty),*) $body
+            fn generic($($arg: $ty),*) -> $ret $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) {
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
                     generic($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
                     generic($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f")
@@ -46,9 +52,11 @@ macro_rules! simd_dispatch {
 }
 
 /// `e^x` in f32 within 2 ulp: `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`, a degree-7
-/// polynomial for `e^r` (Cephes' `expf` coefficients) and `2^n` built in the exponent
-/// bits. Inputs below −87.33 give 0 (so `exp(-inf) = 0`, as a softmax mask needs) and
-/// above 88.37 give the largest finite range's end, not infinity; NaN gives NaN.
+/// polynomial for `e^r` (Cephes' `expf` coefficients, evaluated in Estrin's scheme so that
+/// its chain of dependent operations is short) and `2^n` built in the exponent bits. Inputs
+/// below −87.33 give 0 (so `exp(-inf) = 0`, as a softmax mask needs) and above 88.37 give
+/// the largest finite range's end, not infinity; NaN gives NaN. The products are fused
+/// multiply-adds (`mul_add`), exact in every compiled copy, so the copies agree to the bit.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -62,18 +70,16 @@ pub fn exp_f32(x: f32) -> f32 {
     let xc = x.clamp(LO, HI);
     // `t` holds n + 1.5·2²³ exactly, so its low mantissa bits are n (no float-to-int
     // conversion, whose saturation the vectoriser would do lane by lane).
-    let t = xc * LOG2E + ROUND;
+    let t = xc.mul_add(LOG2E, ROUND);
     let n = t - ROUND;
     let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
-    let p = (((((1.987_569_2e-4 * r + 1.398_2e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 0.166_666_65)
-        * r
-        + 0.5)
-        * r
-        * r
-        + r
-        + 1.0;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let r2 = r * r;
+    let p01 = 1.987_569_2e-4f32.mul_add(r, 1.398_2e-3);
+    let p23 = 8.333_452e-3f32.mul_add(r, 4.166_579_6e-2);
+    let p45 = 0.166_666_65f32.mul_add(r, 0.5);
+    let p = p01.mul_add(r2, p23).mul_add(r2, p45);
+    let p = p.mul_add(r2, r) + 1.0;
     // n ∈ [−126, 128]: 2ⁿ as two factors so that n = 128 stays finite.
     let half = ni >> 1;
     let scale_a = f32::from_bits(((half + 127) as u32) << 23);
@@ -81,6 +87,32 @@ pub fn exp_f32(x: f32) -> f32 {
     let y = p * scale_a * scale_b;
     let y = if x < LO { 0.0 } else { y };
     if x.is_nan() { x } else { y }
+}
+
+/// `e^x` for `x ≤ 88` (a softmax's shifted scores): [`exp_f32`]'s result (the same
+/// reduction and polynomial) without its clamps, in fewer operations. Below −87.33 it gives
+/// 0 (also for −∞); NaN gives NaN.
+#[inline(always)]
+pub fn exp_f32_upto_88(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    const LO: f32 = -87.336_55;
+    const ROUND: f32 = 12_582_912.0;
+    let t = x.mul_add(LOG2E, ROUND);
+    let n = t - ROUND;
+    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let r2 = r * r;
+    let p01 = 1.987_569_2e-4f32.mul_add(r, 1.398_2e-3);
+    let p23 = 8.333_452e-3f32.mul_add(r, 4.166_579_6e-2);
+    let p45 = 0.166_666_65f32.mul_add(r, 0.5);
+    let p = p01.mul_add(r2, p23).mul_add(r2, p45);
+    let p = p.mul_add(r2, r) + 1.0;
+    // n ∈ [−126, 127] where the result is used: 2ⁿ is one normal factor. Lanes below LO
+    // (whose n may lie outside) are replaced by 0; NaN stays NaN through `p`.
+    let y = p * f32::from_bits(((ni + 127) as u32) << 23);
+    if x < LO { 0.0 } else { y }
 }
 
 /// tanh for f32 as a rational function: an odd polynomial of degree 13 over an even one of
@@ -132,6 +164,28 @@ mod tests {
         assert_eq!(exp_f32(-1000.0), 0.0);
         assert!(exp_f32(f32::INFINITY).is_finite() && exp_f32(100.0) > 1e38);
         assert!(exp_f32(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn the_short_exp_is_the_full_one_below_88() {
+        let mut x = -90.0f32;
+        while x <= 88.0 {
+            assert_eq!(
+                exp_f32_upto_88(x).to_bits(),
+                exp_f32(x).to_bits(),
+                "exp({x})"
+            );
+            x += 3.1e-4;
+        }
+        for x in [-0.0f32, 0.0, -1e-30, 88.0, -87.33, -87.34, -1e30] {
+            assert_eq!(
+                exp_f32_upto_88(x).to_bits(),
+                exp_f32(x).to_bits(),
+                "exp({x})"
+            );
+        }
+        assert_eq!(exp_f32_upto_88(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32_upto_88(f32::NAN).is_nan());
     }
 
     #[test]
