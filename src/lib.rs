@@ -3,6 +3,7 @@
 //! The binary's `main` calls [`run`] and maps its error with [`error::report`]; see
 //! [`error`] for the exit codes.
 
+pub mod allocator;
 pub mod cancel;
 pub mod cli;
 pub mod commands;

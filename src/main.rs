@@ -4,11 +4,13 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 /// candle allocates fresh buffers for every tensor; the system allocator hands the large
-/// ones back to the kernel and faults them in again, which cost a third of a training step.
+/// ones back to the kernel and faults them in again, which cost a third of a training step
+/// (tuned by `aivideo::allocator`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    aivideo::allocator::configure();
     let args: Vec<OsString> = std::env::args_os().collect();
     let json = aivideo::cli::json_requested(args.iter().cloned());
     match std::panic::catch_unwind(|| aivideo::run(args)) {

@@ -84,6 +84,8 @@ impl Runner<'_> {
             owned: &owned,
         };
         let outcome = self.produce(id, spec, &mut meta, &mut written, &files);
+        // The job's tensors are gone; a worker waiting for the next job holds no more.
+        crate::allocator::release_free_memory();
         let total = start.elapsed().as_secs_f64();
         meta["timings"]["total_s"] = json!(total);
         crate::faults::point("before-record");
