@@ -14,8 +14,6 @@ use aivideo::models::{
 };
 
 fn main() {
-    // As the binary does: the timings are the binary's.
-    aivideo::allocator::configure();
     let runs: usize = arg("--runs", 5);
     let size: u32 = arg("--size", 512);
     let t = Instant::now();

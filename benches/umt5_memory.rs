@@ -288,8 +288,6 @@ fn run_child(dir: &Path, case: &str, tokens: usize) -> serde_json::Value {
 }
 
 fn main() {
-    // As the binary does: the timings are the binary's.
-    aivideo::allocator::configure();
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| args.iter().any(|a| a == name);
     let tokens: usize = arg("--tokens", 512);

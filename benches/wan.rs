@@ -161,8 +161,6 @@ fn run_case(case: &str, tiny: bool, repeats: usize) -> serde_json::Value {
 }
 
 fn main() {
-    // As the binary does: the timings are the binary's.
-    aivideo::allocator::configure();
     let args: Vec<String> = std::env::args().collect();
     let tiny = args.iter().any(|a| a == "--tiny");
     let repeats: usize = arg("--repeats", 3);

@@ -10,7 +10,6 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    aivideo::allocator::configure();
     let args: Vec<OsString> = std::env::args_os().collect();
     let json = aivideo::cli::json_requested(args.iter().cloned());
     match std::panic::catch_unwind(|| aivideo::run(args)) {

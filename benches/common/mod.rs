@@ -1,6 +1,5 @@
 //! Helpers shared by the benchmark binaries: medians, `--name value` arguments, and the
-//! allocator the `aivideo` binary uses (so the timings are the binary's; the model benches'
-//! `main` also call `aivideo::allocator::configure`, as the binary does).
+//! allocator the `aivideo` binary uses (so the timings are the binary's).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -191,6 +191,8 @@ impl WanModel {
         let (cond, uncond) = self.encode(params, guided)?;
         let cond = cond.to_dtype(self.dtype)?;
         let uncond = uncond.map(|u| u.to_dtype(self.dtype)).transpose()?;
+        // Each phase's buffers differ from the next one's: hand back what this one freed.
+        crate::allocator::release_free_memory();
         let text_encoding_s = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
@@ -225,6 +227,7 @@ impl WanModel {
                 return Err(PipelineError::Canceled { step, total });
             }
         }
+        crate::allocator::release_free_memory();
         let denoising_s = t1.elapsed().as_secs_f64();
 
         let t2 = Instant::now();

@@ -134,6 +134,8 @@ impl WanTransformer {
         timestep: &Tensor,
         encoder_hidden_states: &Tensor,
     ) -> Result<Tensor> {
+        // Every layer allocates the same buffers again: keep freed memory for reuse.
+        let _keep = crate::allocator::KeepFreed::new();
         let (b, _, frames, height, width) = hidden_states.dims5()?;
         let grid = self.patch_grid(frames, height, width)?;
         if timestep.dims() != [b] {
