@@ -59,33 +59,14 @@ macro_rules! simd_dispatch {
 /// multiply-adds (`mul_add`), exact in every compiled copy, so the copies agree to the bit.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    // ln 2 split in two so that n · LN2_HI is exact.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
     const HI: f32 = 88.376_26;
-    const LO: f32 = -87.336_55;
-    // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer without `round`.
-    const ROUND: f32 = 12_582_912.0;
-    let xc = x.clamp(LO, HI);
-    // `t` holds n + 1.5·2²³ exactly, so its low mantissa bits are n (no float-to-int
-    // conversion, whose saturation the vectoriser would do lane by lane).
-    let t = xc.mul_add(LOG2E, ROUND);
-    let n = t - ROUND;
-    let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
-    let r2 = r * r;
-    let p01 = 1.987_569_2e-4f32.mul_add(r, 1.398_2e-3);
-    let p23 = 8.333_452e-3f32.mul_add(r, 4.166_579_6e-2);
-    let p45 = 0.166_666_65f32.mul_add(r, 0.5);
-    let p = p01.mul_add(r2, p23).mul_add(r2, p45);
-    let p = p.mul_add(r2, r) + 1.0;
+    let (p, ni) = exp_reduced(x.clamp(EXP_LO, HI));
     // n ∈ [−126, 128]: 2ⁿ as two factors so that n = 128 stays finite.
     let half = ni >> 1;
     let scale_a = f32::from_bits(((half + 127) as u32) << 23);
     let scale_b = f32::from_bits(((ni - half + 127) as u32) << 23);
     let y = p * scale_a * scale_b;
-    let y = if x < LO { 0.0 } else { y };
+    let y = if x < EXP_LO { 0.0 } else { y };
     if x.is_nan() { x } else { y }
 }
 
@@ -94,11 +75,27 @@ pub fn exp_f32(x: f32) -> f32 {
 /// 0 (also for −∞); NaN gives NaN.
 #[inline(always)]
 pub fn exp_f32_upto_88(x: f32) -> f32 {
+    let (p, ni) = exp_reduced(x);
+    // n ∈ [−126, 127] where the result is used: 2ⁿ is one normal factor. Lanes below the
+    // range (whose n may lie outside) are replaced by 0; NaN stays NaN through `p`.
+    let y = p * f32::from_bits(((ni + 127) as u32) << 23);
+    if x < EXP_LO { 0.0 } else { y }
+}
+
+/// Below this, `e^x` is 0 in the exp functions here.
+const EXP_LO: f32 = -87.336_55;
+
+/// `x = n·ln 2 + r` with `|r| ≤ ln 2 / 2`: returns `(e^r, n)`.
+#[inline(always)]
+fn exp_reduced(x: f32) -> (f32, i32) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split in two so that n · LN2_HI is exact.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    const LO: f32 = -87.336_55;
+    // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer without `round`.
     const ROUND: f32 = 12_582_912.0;
+    // `t` holds n + 1.5·2²³ exactly, so its low mantissa bits are n (no float-to-int
+    // conversion, whose saturation the vectoriser would do lane by lane).
     let t = x.mul_add(LOG2E, ROUND);
     let n = t - ROUND;
     let ni = t.to_bits() as i32 - ROUND.to_bits() as i32;
@@ -108,11 +105,7 @@ pub fn exp_f32_upto_88(x: f32) -> f32 {
     let p23 = 8.333_452e-3f32.mul_add(r, 4.166_579_6e-2);
     let p45 = 0.166_666_65f32.mul_add(r, 0.5);
     let p = p01.mul_add(r2, p23).mul_add(r2, p45);
-    let p = p.mul_add(r2, r) + 1.0;
-    // n ∈ [−126, 127] where the result is used: 2ⁿ is one normal factor. Lanes below LO
-    // (whose n may lie outside) are replaced by 0; NaN stays NaN through `p`.
-    let y = p * f32::from_bits(((ni + 127) as u32) << 23);
-    if x < LO { 0.0 } else { y }
+    (p.mul_add(r2, r) + 1.0, ni)
 }
 
 /// tanh for f32 as a rational function: an odd polynomial of degree 13 over an even one of
