@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, T
 use rayon::prelude::*;
 
 use super::cpu::{Rows, gemm_rows};
-use super::fastmath::{exp_f32, exp_f32_upto_88};
+use super::fastmath::exp_f32_upto_88;
 
 #[cfg(target_arch = "x86_64")]
 #[path = "attention_avx512.rs"]
@@ -291,7 +291,6 @@ impl<'a> Prepared<'a> {
                 // SAFETY: the caller's guarantee; the kernels serve `d` (checked in `new`).
                 unsafe { avx512::pack_queries(q.ptr, q.stride, rows, d, &mut scratch.queries) };
                 let mut max = [f32::NEG_INFINITY; QUERY_BLOCK];
-                let mut sums = [0f32; QUERY_BLOCK];
                 // The keys in blocks, with the softmax taken online: each block's scores,
                 // keys and values stay in the core's L2 cache.
                 for first in (0..sk).step_by(KEY_BLOCK) {
@@ -314,12 +313,13 @@ impl<'a> Prepared<'a> {
                         let row = &mut row[..n];
                         let new_max = max[r].max(row_max(row));
                         // exp(−∞) = 0 on the first block, where nothing is in `dst` yet.
-                        let factor = exp_f32((max[r] - new_max) * scale);
+                        let factor = exp_f32_upto_88((max[r] - new_max) * scale);
                         if first > 0 && factor != 1.0 {
                             // SAFETY: row `r` of `dst` has `d` values (the caller's).
                             scale_row(unsafe { dst.row_mut(r, d) }, factor);
                         }
-                        sums[r] = sums[r] * factor + exp_sum(row, new_max, scale);
+                        // The running sum, inverted after the last block.
+                        inv_sums[r] = inv_sums[r] * factor + exp_sum(row, new_max, scale);
                         max[r] = new_max;
                     }
                     let p = scratch.scores.as_ptr();
@@ -329,9 +329,7 @@ impl<'a> Prepared<'a> {
                         avx512::weighted_values(p, width, rows, block_values, d, dst, first > 0)
                     };
                 }
-                for (inv, sum) in inv_sums.iter_mut().zip(&sums) {
-                    *inv = 1.0 / sum;
-                }
+                inv_sums.iter_mut().for_each(|s| *s = 1.0 / *s);
             }
         }
         for (r, &inv) in inv_sums.iter().take(rows).enumerate() {
