@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu::{Rows, gemm_rows};
+use super::cpu::{Rows, SharedMut, gemm_rows};
 use super::fastmath::exp_f32_upto_88;
 
 #[cfg(target_arch = "x86_64")]
@@ -143,20 +143,6 @@ impl<'a> Operand<'a> {
     fn at(&self, b: usize, h: usize, row: usize) -> *const f32 {
         let off = b * self.strides[0] + h * self.strides[1] + row * self.strides[2];
         self.data[off..].as_ptr()
-    }
-}
-
-/// A pointer that may be shared between the tasks that write disjoint parts of its buffer.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: every task writes a region of the output no other task touches (see `cpu_fwd`).
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
-    fn get(self) -> *mut f32 {
-        self.0
     }
 }
 

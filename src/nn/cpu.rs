@@ -26,6 +26,21 @@ impl Rows<*mut f32> {
     }
 }
 
+/// A pointer that may be shared between the tasks that write disjoint parts of its buffer.
+#[derive(Clone, Copy)]
+pub struct SharedMut(pub *mut f32);
+// SAFETY: users hand each task a region of the buffer no other task touches.
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so that closures capture the `Sync` wrapper, not the field).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` with `accumulate`, for an `m × k` `lhs`, a
 /// `k × n` `rhs` and an `m × n` `dst`, on candle's number of threads when `parallel`.
 ///
