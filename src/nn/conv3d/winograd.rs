@@ -12,6 +12,7 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 
 use super::for_each_chunk;
 use crate::nn::cpu::{Rows, gemm_rows};
+use rayon::prelude::*;
 
 /// Output tile side.
 const M: usize = 4;
@@ -91,30 +92,29 @@ impl Winograd {
         if (kh, kw) != (3, 3) {
             candle_core::bail!("Winograd F(4×4, 3×3) needs a 3×3 kernel, got {kh}×{kw}")
         }
-        // U = G g Gᵀ for every (out, in, tap) kernel g, in f64, laid out [36, O, kt·C].
+        // U = G g Gᵀ for every (out, in, tap) kernel g, in f64, laid out [36, O, kt·C]: one
+        // task per transform position (i, j), which takes row i of G g and its product with
+        // row j of G.
         let w: Vec<f64> = weight.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
         let k_n = kt * c_n;
         let mut u = vec![0f32; Q * o_n * k_n];
-        for o in 0..o_n {
-            for k in 0..kt {
-                for c in 0..c_n {
-                    let g = &w[((o * c_n + c) * kt + k) * 9..][..9];
-                    let mut gg = [[0f64; 3]; A];
-                    for (row, gr) in gg.iter_mut().zip(&G) {
-                        for (j, v) in row.iter_mut().enumerate() {
-                            *v = gr[0] * g[j] + gr[1] * g[3 + j] + gr[2] * g[6 + j];
-                        }
-                    }
-                    let col = k * c_n + c;
-                    for (i, row) in gg.iter().enumerate() {
-                        for (j, gr) in G.iter().enumerate() {
-                            let v = row[0] * gr[0] + row[1] * gr[1] + row[2] * gr[2];
-                            u[((i * A + j) * o_n + o) * k_n + col] = v as f32;
+        u.par_chunks_mut((o_n * k_n).max(1))
+            .enumerate()
+            .for_each(|(q, uq)| {
+                let (gi, gj) = (&G[q / A], &G[q % A]);
+                for (o, uo) in uq.chunks_exact_mut(k_n.max(1)).enumerate() {
+                    for k in 0..kt {
+                        for c in 0..c_n {
+                            let g = &w[((o * c_n + c) * kt + k) * 9..][..9];
+                            let row: [f64; 3] = std::array::from_fn(|b| {
+                                gi[0] * g[b] + gi[1] * g[3 + b] + gi[2] * g[6 + b]
+                            });
+                            let v = row[0] * gj[0] + row[1] * gj[1] + row[2] * gj[2];
+                            uo[k * c_n + c] = v as f32;
                         }
                     }
                 }
-            }
-        }
+            });
         let u = Tensor::from_vec(u, (Q, o_n, k_n), &Device::Cpu)?;
         let bias = match bias {
             Some(b) => b.to_dtype(DType::F32)?.to_vec1()?,
