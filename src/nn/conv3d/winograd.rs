@@ -229,7 +229,7 @@ fn transformed_product(
     m: &mut [f32],
 ) {
     assert!(u.len() >= Q * o_n * k_n && v.len() >= (first + k_n) * Q * tiles);
-    m.par_chunks_mut(o_n * tiles)
+    m.par_chunks_mut((o_n * tiles).max(1))
         .enumerate()
         .for_each(|(q, dst)| {
             let dst = Rows {
