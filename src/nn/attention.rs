@@ -135,14 +135,17 @@ impl<'a> Operand<'a> {
 
     /// Row `row` of head `h` of batch `b`: its `d` values.
     fn row(&self, b: usize, h: usize, row: usize, d: usize) -> &'a [f32] {
-        let off = b * self.strides[0] + h * self.strides[1] + row * self.strides[2];
-        &self.data[off..off + d]
+        &self.data[self.offset(b, h, row)..][..d]
     }
 
     /// The first element of head `h` of batch `b`, row `row`.
     fn at(&self, b: usize, h: usize, row: usize) -> *const f32 {
-        let off = b * self.strides[0] + h * self.strides[1] + row * self.strides[2];
-        self.data[off..].as_ptr()
+        self.data[self.offset(b, h, row)..].as_ptr()
+    }
+
+    /// Where row `row` of head `h` of batch `b` starts in `data`.
+    fn offset(&self, b: usize, h: usize, row: usize) -> usize {
+        b * self.strides[0] + h * self.strides[1] + row * self.strides[2]
     }
 }
 
